@@ -1,0 +1,72 @@
+"""One settings object for the pipeline, the CLI and the API.
+
+Every field reads from a `TALLYPROOF_*` variable; CLI options override it. By default everything
+lives under `./data` (`TALLYPROOF_DATA_DIR`), so nothing else is needed to try the project.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, PrivateAttr, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TALLYPROOF_", extra="ignore")
+
+    data_dir: Path = Path("data")
+    inbox: str = Field("", description="landing files: a folder or an s3:// prefix")
+    output: str = Field("", description="output root: a folder or s3://bucket/prefix")
+    warehouse: Path = Field(Path(), description="the DuckDB file")
+    keys_dir: Path = Field(Path(), description="salt key and signing keys")
+    salt_key: SecretStr | None = Field(None, description="HMAC key for leaf salts (UTF-8)")
+
+    batch_rows: int = Field(2_000_000, ge=1, description="rows validated and merged at once")
+    duckdb_threads: int | None = Field(None, ge=1)
+    duckdb_memory_limit: str | None = None
+    lock_wait_seconds: float = Field(3600.0, ge=0, description="how long a run waits for the lock")
+
+    # Dashboard API (SPEC section 7).
+    jwt_algorithms: list[Literal["HS256", "RS256", "ES256", "EdDSA"]] = ["HS256"]
+    jwt_secret: SecretStr | None = None
+    jwt_public_key_file: Path | None = None
+    jwt_jwks_file: Path | None = None
+    jwt_leeway_seconds: int = 30
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+
+    # The folder settings that were derived from data_dir rather than given.
+    _derived: set[str] = PrivateAttr(default_factory=set)
+
+    @model_validator(mode="after")
+    def _defaults_under_data_dir(self) -> Settings:
+        derived = {
+            "inbox": str(self.data_dir / "inbox"),
+            "output": str(self.data_dir / "output"),
+            "warehouse": self.data_dir / "warehouse.duckdb",
+            "keys_dir": self.data_dir / "keys",
+        }
+        for name, default in derived.items():
+            if getattr(self, name) in ("", Path()):
+                object.__setattr__(self, name, default)
+                self._derived.add(name)
+        return self
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """A copy with the given non-None values replaced (CLI options over environment)."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if not given:
+            return self
+        merged = {**self.model_dump(), **given}
+        if "data_dir" in given:  # folders that followed data_dir follow it again
+            for name in self._derived - given.keys():
+                merged.pop(name, None)
+        return Settings.model_validate(merged)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
