@@ -1,0 +1,279 @@
+"""The `tallyproof` command. It parses options and delegates; the work happens in flows/.
+
+Every option also reads from its `TALLYPROOF_*` variable (through `Settings`). A known failure is
+one red line and exit code 1; `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from flows import progress
+from flows.config import Settings, get_settings
+from flows.errors import TallyproofError
+
+app = typer.Typer(
+    name="tallyproof",
+    help="Balance-ledger pipeline: ingest deltas, checkpoint them, publish verifiable outputs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+Inbox = Annotated[
+    str | None,
+    typer.Option(help="landing files: a folder or s3://bucket/prefix [env: TALLYPROOF_INBOX]"),
+]
+Output = Annotated[
+    str | None,
+    typer.Option(help="output root: a folder or s3://bucket/prefix [env: TALLYPROOF_OUTPUT]"),
+]
+Warehouse = Annotated[Path | None, typer.Option(help="the DuckDB file [env: TALLYPROOF_WAREHOUSE]")]
+AsOf = Annotated[
+    str | None, typer.Option("--as-of", help="the run's date, YYYY-MM-DD (default: today in UTC)")
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="print one JSON object for machines")]
+
+
+class FileFormat(StrEnum):
+    csv = "csv"
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
+_state: dict[str, bool] = {"debug": False}
+
+
+@app.callback()
+def main_options(
+    debug: Annotated[bool, typer.Option(help="show tracebacks")] = False,
+    verbose: Annotated[bool, typer.Option(help="show Prefect's logs")] = False,
+) -> None:
+    _state["debug"] = debug
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "true")
+
+
+def _settings(**overrides: Any) -> Settings:
+    return get_settings().with_overrides(**overrides)
+
+
+def _parse_date(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not a date (YYYY-MM-DD)", param_hint=option
+        ) from None
+
+
+class RichReporter:
+    """Progress bars for long steps, shown only on a terminal."""
+
+    def __init__(self, bar: Progress) -> None:
+        self.bar = bar
+        self.tasks: dict[str, TaskID] = {}
+
+    def start(self, step: str, total: int | None) -> None:
+        self.tasks[step] = self.bar.add_task(step, total=total)
+
+    def advance(self, step: str, amount: int = 1) -> None:
+        if step in self.tasks:
+            self.bar.advance(self.tasks[step], amount)
+
+    def finish(self, step: str) -> None:
+        if step in self.tasks:
+            task = self.bar.tasks[self.tasks[step]]
+            self.bar.update(self.tasks[step], completed=task.total or task.completed)
+
+
+def _with_progress(enabled: bool, work: Any) -> Any:
+    if not (enabled and console.is_terminal):
+        return work()
+    bar = Progress(
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    with bar:
+        progress.install(RichReporter(bar))
+        try:
+            return work()
+        finally:
+            progress.install(None)
+
+
+@app.command()
+def generate(
+    out_dir: Annotated[
+        str | None, typer.Option("--out", help="where to write (default: the inbox)")
+    ] = None,
+    tenants: Annotated[int, typer.Option(min=1)] = 2,
+    customers: Annotated[int, typer.Option(min=1, help="customers per tenant")] = 50,
+    months: Annotated[int, typer.Option(min=1)] = 3,
+    deltas_per_month: Annotated[
+        int, typer.Option(min=1, help="per tenant, over its customers")
+    ] = 2_000,
+    seed: int = 7,
+    end_month: Annotated[
+        str | None, typer.Option(help="last month with activity, YYYY-MM (default: last month)")
+    ] = None,
+    file_format: Annotated[FileFormat, typer.Option("--format")] = FileFormat.csv,
+    bad_rows: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="share of rows that break a rule (at least one of every code when > 0)",
+        ),
+    ] = 0.0,
+) -> None:
+    """Write realistic synthetic landing files, seeded and reproducible."""
+    from flows.generate import generate_landing_files
+    from transforms.synthetic import GeneratorSpec
+
+    spec = GeneratorSpec(
+        tenants=tenants,
+        customers=customers,
+        months=months,
+        deltas_per_month=deltas_per_month,
+        seed=seed,
+        end_month=end_month or _last_month(),
+        bad_rows=bad_rows,
+        format=file_format.value,
+    )
+    target = out_dir or _settings().inbox
+    made = _with_progress(True, lambda: generate_landing_files(spec, target))
+    console.print(
+        f"[green]wrote[/] {made.files} files, {made.rows:,} rows, "
+        f"{made.bytes / 1e6:.1f} MB to {target} ({made.first_day} .. {made.last_day})"
+    )
+
+
+def _last_month() -> str:
+    today = datetime.now(UTC).date()
+    year, month = (today.year, today.month - 1) if today.month > 1 else (today.year - 1, 12)
+    return f"{year:04d}-{month:02d}"
+
+
+@app.command()
+def run(
+    inbox: Inbox = None,
+    output: Output = None,
+    warehouse: Warehouse = None,
+    as_of: AsOf = None,
+    include_open_period: Annotated[
+        bool, typer.Option(help="also checkpoint the current month")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """One nightly run: ingest, summaries, checkpoints, outputs. Idempotent."""
+    from flows.pipeline import nightly_flow
+
+    run_date = _parse_date(as_of, "--as-of")
+    settings = _settings(inbox=inbox, output=output, warehouse=warehouse)
+    summary = _with_progress(
+        not as_json,
+        lambda: nightly_flow(
+            as_of=run_date, include_open_period=include_open_period, **_locations(settings)
+        ),
+    )
+    if as_json:
+        out.print_json(json.dumps(summary))
+    else:
+        print_run_summary(summary)
+
+
+def _locations(settings: Settings) -> dict[str, str]:
+    """The flow parameters that say where a run reads and writes."""
+    return {
+        "inbox": settings.inbox,
+        "output": settings.output,
+        "warehouse": str(settings.warehouse),
+    }
+
+
+def print_run_summary(summary: dict[str, Any]) -> None:
+    table = Table(title=f"run {summary['runId']} (as of {summary['asOf']})", show_header=False)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_row(
+        "files seen / ingested / skipped",
+        f"{summary['filesSeen']} / {summary['filesIngested']} / {summary['filesSkipped']}",
+    )
+    table.add_row("files quarantined", str(summary["filesQuarantined"]))
+    table.add_row("rows accepted", f"{summary['rowsAccepted']:,}")
+    table.add_row("rows duplicate", f"{summary['rowsDuplicate']:,}")
+    table.add_row("rows quarantined", f"{summary['rowsQuarantined']:,}")
+    for code, count in summary["quarantineByCode"].items():
+        table.add_row(f"  {code}", f"{count:,}")
+    table.add_row("customers touched", f"{summary['customersTouched']:,}")
+    table.add_row("customer-periods touched", f"{summary['customerPeriodsTouched']:,}")
+    for stage, seconds in summary["stageSeconds"].items():
+        table.add_row(f"time: {stage}", f"{seconds:.2f} s")
+    table.add_row("time", f"{summary['seconds']:.2f} s")
+    out.print(table)
+
+
+@app.command()
+def demo(
+    as_of: AsOf = None,
+) -> None:
+    """Generate sample data into the inbox, run the pipeline, and say where everything is."""
+    from flows.generate import generate_landing_files
+    from flows.pipeline import nightly_flow
+    from transforms.synthetic import GeneratorSpec
+
+    settings = _settings()
+    spec = GeneratorSpec(
+        tenants=2,
+        customers=40,
+        months=3,
+        deltas_per_month=3_000,
+        end_month=_last_month(),
+        bad_rows=0.002,
+    )
+    made = _with_progress(True, lambda: generate_landing_files(spec, settings.inbox))
+    console.print(
+        f"[green]generated[/] {made.files} landing files ({made.rows:,} rows, a few "
+        f"deliberately bad) in {settings.inbox}"
+    )
+    summary = _with_progress(
+        True, lambda: nightly_flow(as_of=_parse_date(as_of, "--as-of"), **_locations(settings))
+    )
+    print_run_summary(summary)
+    out.print(
+        f"\n[bold]Warehouse[/]  {settings.warehouse}  (open with: duckdb {settings.warehouse})"
+    )
+    out.print(f"[bold]Inbox[/]      {settings.inbox}")
+    out.print(f"[bold]Output[/]     {settings.output}")
+    out.print("Run it again: nothing changes (every file is already ingested).")
+
+
+def main() -> None:
+    try:
+        app()
+    except TallyproofError as err:
+        if _state["debug"]:
+            raise
+        console.print(f"[red]error[/] {err.code}: {err.message}")
+        sys.exit(1)

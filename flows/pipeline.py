@@ -1,0 +1,153 @@
+"""The nightly flow: a recipe of tasks over one warehouse connection.
+
+Each task wraps a plain function of its module (tested on its own); the flow adds retries on
+the I/O steps, run records, and timings. Task results are small (counts, ids), never frames.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import duckdb
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.config import Settings, get_settings
+from flows.errors import StorageError
+from flows.ingest import IngestSummary, ingest_inbox
+from flows.keys import salt_key
+from flows.runs import finish_run, new_run_id, start_run
+from flows.summaries import refresh_customer_periods
+from flows.warehouse import connect, ensure_schema, fetch_one
+
+
+@dataclass
+class RunReport:
+    """What a run did: printed by the CLI, stored in `runs.summary`, shown as artifacts."""
+
+    run_id: str
+    kind: str
+    as_of: date
+    ingest: IngestSummary = field(default_factory=IngestSummary)
+    customers_touched: int = 0
+    customer_periods_touched: int = 0
+    summaries_written: int = 0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        i = self.ingest
+        return {
+            "runId": self.run_id,
+            "kind": self.kind,
+            "asOf": self.as_of.isoformat(),
+            "filesSeen": i.files_seen,
+            "filesIngested": i.files_ingested,
+            "filesSkipped": i.files_skipped,
+            "filesQuarantined": i.files_quarantined,
+            "rowsRead": i.rows_read,
+            "rowsAccepted": i.rows_accepted,
+            "rowsDuplicate": i.rows_duplicate,
+            "rowsQuarantined": i.rows_quarantined,
+            "quarantineByCode": dict(sorted(i.quarantine_by_code.items())),
+            "customersTouched": self.customers_touched,
+            "customerPeriodsTouched": self.customer_periods_touched,
+            "summariesWritten": self.summaries_written,
+            "stageSeconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
+            "seconds": round(sum(self.stage_seconds.values()), 3),
+        }
+
+
+@contextmanager
+def open_warehouse(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
+    con = connect(
+        settings.warehouse,
+        threads=settings.duckdb_threads,
+        memory_limit=settings.duckdb_memory_limit,
+    )
+    try:
+        ensure_schema(con)
+        yield con
+    finally:
+        con.close()
+
+
+@contextmanager
+def _timed(report: RunReport, stage: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        report.stage_seconds[stage] = time.perf_counter() - started
+
+
+def _transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only what may pass on its own: storage and network errors, not bugs or bad data."""
+    try:
+        state.result()
+    except (StorageError, OSError):
+        return True
+    except Exception:  # noqa: BLE001 - anything else is not worth a retry
+        return False
+    return False
+
+
+@task(
+    name="ingest",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=_transient,
+    cache_policy=NO_CACHE,
+)
+def ingest_task(con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str) -> IngestSummary:
+    return ingest_inbox(
+        con,
+        inbox=settings.inbox,
+        run_id=run_id,
+        salt_key=salt_key(settings),
+        batch_rows=settings.batch_rows,
+    )
+
+
+@task(name="summaries", cache_policy=NO_CACHE)
+def summaries_task(con: duckdb.DuckDBPyConnection, run_id: str) -> int:
+    return refresh_customer_periods(con, run_id)
+
+
+def run_nightly(
+    settings: Settings, *, as_of: date | None = None, kind: str = "nightly"
+) -> RunReport:
+    """One nightly run against `settings`' warehouse; the body of `nightly_flow`."""
+    report = RunReport(new_run_id(), kind, as_of or datetime.now(UTC).date())
+    with open_warehouse(settings) as con:
+        start_run(con, report.run_id, kind, report.as_of)
+        try:
+            with _timed(report, "ingest"):
+                report.ingest = ingest_task(con, settings, report.run_id)
+            report.customers_touched, report.customer_periods_touched = fetch_one(
+                con, "select_run_touch_counts", {"run_id": report.run_id}
+            )
+            with _timed(report, "summaries"):
+                report.summaries_written = summaries_task(con, report.run_id)
+        except BaseException:
+            finish_run(con, report.run_id, "failed", report.as_json())
+            raise
+        finish_run(con, report.run_id, "succeeded", report.as_json())
+    return report
+
+
+@flow(name="tallyproof-nightly")
+def nightly_flow(
+    as_of: date | None = None,
+    include_open_period: bool = False,
+    inbox: str | None = None,
+    output: str | None = None,
+    warehouse: str | None = None,
+) -> dict[str, Any]:
+    """Ingest new landing files, then refresh summaries (checkpoints and outputs follow)."""
+    settings = get_settings().with_overrides(inbox=inbox, output=output, warehouse=warehouse)
+    return run_nightly(settings, as_of=as_of).as_json()

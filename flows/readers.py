@@ -1,0 +1,311 @@
+"""Landing files in, normalised landing rows out (`transforms.validate.LANDING_SCHEMA`).
+
+Readers decide only what a file *says*: every field as text, where each row came from, and what
+is structurally wrong (a ragged CSV record, a JSONL line that is not an object, a field of the
+wrong JSON or Parquet type). Whether the values are acceptable is `transforms.validate`'s job.
+A file that cannot be read at all comes back as a `FileRefusal` and is quarantined whole.
+
+Line numbers are physical lines of the file (the header is line 1 of a CSV); a Parquet "line"
+is the 1-based row number. Blank lines carry no data and are skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from flows.warehouse import sql
+from transforms import codes
+from transforms.jcs import json_string
+from transforms.messages import message
+from transforms.validate import FIELDS, LANDING_SCHEMA
+
+SUPPORTED_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".parquet")
+STRING_FIELDS = tuple(f for f in FIELDS if f not in ("amount", "metadata"))
+
+
+@dataclass(frozen=True)
+class FileRefusal:
+    code: str
+    message: str
+
+
+def read_landing_file(path: str, data: bytes, file_order: int) -> pl.LazyFrame | FileRefusal:
+    """The rows of one landing file (lazily: a batch of files is collected at once, in
+    parallel), or why the whole file is refused."""
+    suffix = PurePosixPath(path).suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        return FileRefusal(
+            codes.UNSUPPORTED_FILE_TYPE,
+            f"{path}: unsupported file type {suffix or '(none)'!r}; "
+            f"expected one of {', '.join(SUPPORTED_SUFFIXES)}",
+        )
+    if suffix == ".parquet":
+        rows = _read_parquet(path, data)
+    else:
+        if data.startswith(b"\xef\xbb\xbf"):
+            data = data[3:]
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            return FileRefusal(
+                codes.NOT_UTF8, f"{path}: not UTF-8 (byte {err.start}: {err.reason})"
+            )
+        rows = _read_csv(path, text) if suffix == ".csv" else _read_jsonl(text)
+    if isinstance(rows, FileRefusal):
+        return rows
+    return _conform(rows.lazy(), path, file_order)
+
+
+def _conform(rows: pl.LazyFrame, path: str, file_order: int) -> pl.LazyFrame:
+    """Add missing columns as nulls and put everything in LANDING_SCHEMA order."""
+    present = set(rows.collect_schema().names())
+    return (
+        rows.select(
+            pl.col(name).cast(dtype) if name in present else pl.lit(None, dtype).alias(name)
+            for name, dtype in LANDING_SCHEMA.items()
+            if name not in ("_file", "_file_order")
+        )
+        .select(
+            pl.lit(path).alias("_file"),
+            pl.lit(file_order, pl.Int64).alias("_file_order"),
+            pl.all(),
+        )
+        .select(list(LANDING_SCHEMA))
+    )
+
+
+# --- CSV -------------------------------------------------------------------------------------
+
+
+def _read_csv(path: str, text: str) -> pl.DataFrame | pl.LazyFrame | FileRefusal:
+    """Polars parses well-formed files; anything irregular goes through the exact slow path."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if not lines:
+        return pl.DataFrame()
+    try:
+        parsed = pl.read_csv(
+            io.StringIO(text),
+            infer_schema=False,
+            empty_string_is_null=False,
+            truncate_ragged_lines=False,
+            raise_if_empty=False,
+        )
+    except Exception:  # noqa: BLE001 - any parser complaint means: read it the careful way
+        return _read_csv_exactly(path, text)
+    header = [h.strip().lower() for h in parsed.columns]
+    # Polars makes one record of every line, blank ones included, unless a quoted field spans
+    # lines; then the counts differ and the exact reader counts physical lines for us.
+    if len(set(header)) != len(header) or parsed.height != len(lines) - 1:
+        return _read_csv_exactly(path, text)
+    # Every comma of a line either separates fields or sits inside a quoted value, so a record
+    # is ragged exactly when its line has a different number of commas than its values plus
+    # the header's separators. Vectorised and exact.
+    parsed.columns = header
+    # hstack, not a literal in a lazy plan: plans hash their literals.
+    parsed = parsed.hstack(
+        [
+            pl.Series("_raw", lines[1:], dtype=pl.String),
+            pl.Series("_line", range(2, parsed.height + 2), dtype=pl.Int64),
+        ]
+    )
+    in_values = pl.sum_horizontal(pl.col(c).str.count_matches(",", literal=True) for c in header)
+    separators = pl.col("_raw").str.count_matches(",", literal=True) - in_values
+    return (
+        parsed.lazy()
+        .with_columns(_raw=pl.col("_raw").str.strip_suffix("\r"))
+        .filter(pl.col("_raw").str.strip_chars() != "")
+        .with_columns(_fields=separators + 1)
+        .with_columns(**_ragged_columns(pl.col("_fields") != len(header), len(header)))
+        .drop("_fields")
+    )
+
+
+def _ragged_columns(ragged: pl.Expr, expected: int) -> dict[str, pl.Expr]:
+    return {
+        "_reader_code": pl.when(ragged).then(pl.lit(codes.MALFORMED_ROW)),
+        "_reader_field": pl.when(ragged).then(pl.lit("")),
+        "_reader_message": pl.when(ragged).then(
+            message(
+                "the record has {} fields; the header has {}", pl.col("_fields"), pl.lit(expected)
+            )
+        ),
+    }
+
+
+def _read_csv_exactly(path: str, text: str) -> pl.DataFrame | FileRefusal:
+    """Python's strict csv reader, record by record: exact line numbers and raw records.
+
+    Used only for files the fast path cannot vouch for. A record the reader cannot parse (an
+    unclosed quote) ends the readable part: the rest of the file is quarantined as one record.
+    """
+    source = io.StringIO(text, newline="")
+    reader = csv.reader(source, strict=True)
+    physical = text.split("\n")
+    records: list[tuple[int, str, list[str] | None, str | None]] = []
+    header: list[str] | None = None
+    start = 1
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as err:
+            rest = "\n".join(physical[start - 1 :])
+            records.append((start, rest, None, f"cannot parse the rest of the file: {err}"))
+            break
+        end = reader.line_num
+        raw = "\n".join(line.rstrip("\r") for line in physical[start - 1 : end])
+        line, start = start, end + 1
+        if not fields or (len(fields) == 1 and not fields[0].strip()):
+            continue  # a blank line
+        if header is None:
+            header = [h.strip().lower() for h in fields]
+            if len(set(header)) != len(header):
+                return FileRefusal(
+                    codes.UNREADABLE_FILE, f"{path}: the CSV header repeats a column name"
+                )
+            continue
+        if len(fields) != len(header):
+            problem = f"the record has {len(fields)} fields; the header has {len(header)}"
+            records.append((line, raw, None, problem))
+        else:
+            records.append((line, raw, fields, None))
+    if header is None:
+        return pl.DataFrame()
+    columns: dict[str, list[str | None]] = {h: [] for h in header}
+    for _, _, fields, _ in records:
+        for name, value in zip(header, fields or [None] * len(header), strict=True):
+            columns[name].append(value)
+    problems = [r[3] for r in records]
+    return pl.DataFrame(
+        {
+            **columns,
+            "_line": [r[0] for r in records],
+            "_raw": [r[1] for r in records],
+            "_reader_code": [codes.MALFORMED_ROW if p else None for p in problems],
+            "_reader_field": ["" if p else None for p in problems],
+            "_reader_message": problems,
+        },
+        schema={
+            **{h: pl.String for h in header},
+            "_line": pl.Int64,
+            "_raw": pl.String,
+            "_reader_code": pl.String,
+            "_reader_field": pl.String,
+            "_reader_message": pl.String,
+        },
+    )
+
+
+# --- JSONL -----------------------------------------------------------------------------------
+
+
+def _read_jsonl(text: str) -> pl.DataFrame:
+    """DuckDB's JSON functions check and pick apart every line at once (sql/select_jsonl_fields)."""
+    lines = (
+        pl.DataFrame({"text": text.split("\n")})
+        .with_columns(
+            _line=pl.int_range(1, pl.len() + 1, dtype=pl.Int64),
+            text=pl.col("text").str.strip_suffix("\r"),
+        )
+        .filter(pl.col("text").str.strip_chars() != "")
+    )
+    con = duckdb.connect()
+    try:
+        con.register("landing_lines", lines.to_arrow())
+        return con.sql(sql("select_jsonl_fields")).pl()
+    finally:
+        con.close()
+
+
+# --- Parquet ---------------------------------------------------------------------------------
+
+
+def _read_parquet(path: str, data: bytes) -> pl.DataFrame | FileRefusal:
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except Exception as err:  # noqa: BLE001 - pyarrow raises many types for a broken file
+        return FileRefusal(codes.UNREADABLE_FILE, f"{path}: not a readable Parquet file ({err})")
+    frame = pl.from_arrow(table.rename_columns([c.strip().lower() for c in table.column_names]))
+    assert isinstance(frame, pl.DataFrame)
+    columns: dict[str, pl.Expr] = {}
+    type_errors: list[pl.Expr] = []
+    for name in FIELDS:
+        if name not in frame.columns:
+            continue
+        text, amount_type, ok = _parquet_field(name, frame.schema[name])
+        columns[name] = text
+        if name == "amount":
+            columns["_amount_type"] = pl.lit(amount_type)
+        if not ok:
+            type_errors.append(pl.when(pl.col(name).is_not_null()).then(pl.lit(name)))
+    first_bad = pl.coalesce(type_errors) if type_errors else pl.lit(None, pl.String)
+    normalised = frame.with_columns(_bad=first_bad).with_columns(
+        **columns,
+        _line=pl.int_range(1, pl.len() + 1, dtype=pl.Int64),
+        _reader_code=pl.when(pl.col("_bad").is_not_null()).then(pl.lit(codes.INVALID_FIELD_TYPE)),
+        _reader_field=pl.col("_bad"),
+        _reader_message=pl.when(pl.col("_bad").is_not_null()).then(
+            message(
+                "the Parquet column has type {}",
+                pl.col("_bad").replace_strict(
+                    {n: str(frame.schema[n]) for n in frame.columns if n in FIELDS},
+                    default=None,
+                    return_dtype=pl.String,
+                ),
+            )
+        ),
+    )
+    return normalised.with_columns(_raw=_row_as_json(normalised))
+
+
+def _parquet_field(name: str, dtype: pl.DataType) -> tuple[pl.Expr, str | None, bool]:
+    """(text expression, amount type, whether the Parquet type is acceptable) of one column."""
+    column = pl.col(name)
+    if dtype == pl.Null:
+        return pl.lit(None, pl.String), None, True
+    if name == "amount":
+        if dtype.is_integer():
+            return column.cast(pl.String), "integer", True
+        if isinstance(dtype, pl.Decimal):
+            return column.cast(pl.String), "decimal", True
+        if dtype.is_float():
+            return column.cast(pl.String), "float", True
+        return column.cast(pl.String, strict=False), "string", dtype == pl.String
+    if name == "occurred_at" and isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is None:  # refused by validation as TIMESTAMP_NO_TZ
+            return column.dt.strftime("%Y-%m-%dT%H:%M:%S%.6f"), None, True
+        return (
+            column.dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S%.6f+00:00"),
+            None,
+            True,
+        )
+    if name == "metadata" and isinstance(dtype, pl.Struct):
+        return column.struct.json_encode(), None, True
+    if dtype == pl.String:
+        return column, None, True
+    return pl.lit(None, pl.String), None, False
+
+
+def _row_as_json(frame: pl.DataFrame) -> pl.Expr:
+    """The row as a JSON object of its SPEC fields, the raw form of a Parquet row."""
+    parts = []
+    for name in FIELDS:
+        if name in frame.columns:
+            value = json_string(pl.col(name).cast(pl.String, strict=False))
+            parts.append(message('"{}":{}', pl.lit(name), value.fill_null("null")))
+    return (
+        pl.concat_str(pl.lit("{"), pl.concat_str(parts, separator=","), pl.lit("}"))
+        if parts
+        else pl.lit("{}")
+    )

@@ -1,0 +1,153 @@
+"""Object storage behind one small interface: a local folder or any S3-compatible store.
+
+Both backends are pyarrow filesystems, so the code above this module never asks which one it
+has. S3 is configured with the standard AWS variables (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`,
+`AWS_SECRET_ACCESS_KEY`, `AWS_REGION`); a custom endpoint uses path-style addressing, which every
+S3-compatible server understands. Transient S3 errors are retried by the AWS SDK's standard
+strategy with exponential backoff; what still fails is raised as `StorageError`.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from flows.errors import StorageError
+
+S3_ATTEMPTS = 6
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    relative: str  # POSIX path below the location's root
+    size: int
+
+
+@dataclass(frozen=True)
+class Location:
+    """A folder of a filesystem; every path below is relative to it and cannot leave it."""
+
+    fs: pafs.FileSystem
+    root: str
+    uri: str
+
+    @property
+    def is_s3(self) -> bool:
+        return isinstance(self.fs, pafs.S3FileSystem)
+
+    def path(self, relative: str) -> str:
+        """The filesystem path of `relative`, refusing anything that would leave the root."""
+        parts = relative.split("/")
+        if relative.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in relative:
+            raise StorageError(f"refusing path {relative!r}: it is not a plain relative path")
+        return f"{self.root}/{relative}" if self.root else relative
+
+    def child(self, relative: str) -> Location:
+        return Location(self.fs, self.path(relative), f"{self.uri.rstrip('/')}/{relative}")
+
+    def list_files(self, prefix: str = "") -> list[StoredFile]:
+        """Every file below `prefix`, sorted by relative path; names starting with `.` or `_`
+        (uploads in progress, markers) are left out."""
+        base = self.path(prefix) if prefix else self.root
+        try:
+            infos = self.fs.get_file_info(
+                pafs.FileSelector(base, recursive=True, allow_not_found=True)
+            )
+        except (OSError, pa.ArrowException) as err:
+            raise StorageError(f"cannot list {self.uri}/{prefix}: {err}") from err
+        found = []
+        for info in infos:
+            if info.type != pafs.FileType.File:
+                continue
+            relative = posixpath.relpath(info.path, self.root) if self.root else info.path
+            if any(part.startswith((".", "_")) for part in relative.split("/")):
+                continue
+            found.append(StoredFile(relative, info.size or 0))
+        return sorted(found, key=lambda f: f.relative)
+
+    def read_bytes(self, relative: str) -> bytes:
+        try:
+            with self.fs.open_input_stream(self.path(relative)) as stream:
+                return stream.read()
+        except (OSError, pa.ArrowException) as err:
+            raise StorageError(f"cannot read {self.uri}/{relative}: {err}") from err
+
+    def exists(self, relative: str) -> bool:
+        info = self.fs.get_file_info(self.path(relative))
+        return info.type == pafs.FileType.File
+
+    def write_bytes(self, relative: str, data: bytes) -> None:
+        """Write a whole file; a reader sees the old file or the new one, never a part.
+
+        S3 PUTs are atomic by themselves; on a local disk the bytes go to a hidden temporary
+        name in the same folder first and are renamed into place.
+        """
+        target = self.path(relative)
+        try:
+            if self.is_s3:
+                with self.fs.open_output_stream(target) as stream:
+                    stream.write(data)
+                return
+            self.fs.create_dir(posixpath.dirname(target), recursive=True)
+            temporary = posixpath.join(
+                posixpath.dirname(target), f".{posixpath.basename(target)}.{uuid.uuid4().hex}.tmp"
+            )
+            with self.fs.open_output_stream(temporary) as stream:
+                stream.write(data)
+            self.fs.move(temporary, target)
+        except (OSError, pa.ArrowException) as err:
+            raise StorageError(f"cannot write {self.uri}/{relative}: {err}") from err
+
+    def delete(self, relative: str) -> None:
+        try:
+            self.fs.delete_file(self.path(relative))
+        except FileNotFoundError:
+            return
+        except (OSError, pa.ArrowException) as err:
+            raise StorageError(f"cannot delete {self.uri}/{relative}: {err}") from err
+
+
+def s3_filesystem() -> pafs.S3FileSystem:
+    """An S3 filesystem from the standard AWS variables."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    options: dict[str, object] = {
+        "region": os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or "us-east-1",
+        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=S3_ATTEMPTS),
+        "allow_bucket_creation": True,
+        "connect_timeout": 10,
+        "request_timeout": 60,
+    }
+    if endpoint:
+        parsed = urlparse(endpoint)
+        options["endpoint_override"] = parsed.netloc or parsed.path
+        options["scheme"] = parsed.scheme or "https"
+        options["force_virtual_addressing"] = False
+    if os.environ.get("AWS_ACCESS_KEY_ID"):
+        options["access_key"] = os.environ["AWS_ACCESS_KEY_ID"]
+        options["secret_key"] = os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+        if os.environ.get("AWS_SESSION_TOKEN"):
+            options["session_token"] = os.environ["AWS_SESSION_TOKEN"]
+    return pafs.S3FileSystem(**options)
+
+
+def open_location(uri: str) -> Location:
+    """A `Location` for a local folder or an `s3://bucket/prefix` URI."""
+    if uri.startswith("s3://"):
+        parsed = urlparse(uri)
+        if not parsed.netloc:
+            raise StorageError(f"{uri!r} names no bucket")
+        root = f"{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/")
+        return Location(s3_filesystem(), root, uri.rstrip("/"))
+    if "://" in uri:
+        raise StorageError(f"unsupported storage URI {uri!r}: use a folder or s3://bucket/prefix")
+    folder = Path(uri).expanduser().resolve()
+    return Location(pafs.LocalFileSystem(), folder.as_posix(), str(folder))

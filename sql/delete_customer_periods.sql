@@ -1,0 +1,7 @@
+-- Drop the summaries of the staged customers before their fresh ones are inserted.
+DELETE FROM customer_periods AS p
+WHERE EXISTS (
+    SELECT 1 FROM staged_customers AS c
+    WHERE p.tenant_id = c.tenant_id AND p.environment = c.environment
+      AND p.customer_id = c.customer_id
+);

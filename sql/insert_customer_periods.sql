@@ -1,0 +1,3 @@
+-- Insert fresh period summaries (staged_customer_periods).
+INSERT INTO customer_periods BY NAME
+SELECT * FROM staged_customer_periods;
