@@ -1,0 +1,66 @@
+"""The nightly flow on the real Prefect engine, and the CLI around it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.pipeline import nightly_flow
+from tests.conftest import Ledger, csv_row
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def test_nightly_flow_records_its_run(ledger: Ledger) -> None:
+    ledger.land_csv(
+        "2026-03-01.csv", csv_row("d1"), csv_row("d2", amount="-4.5"), csv_row("bad", amount="1e3")
+    )
+    s = ledger.settings
+    summary = nightly_flow(inbox=s.inbox, output=s.output, warehouse=str(s.warehouse))
+    assert (summary["filesIngested"], summary["rowsAccepted"], summary["rowsQuarantined"]) == (
+        1,
+        2,
+        1,
+    )
+    assert summary["quarantineByCode"] == {"INVALID_AMOUNT": 1}
+    assert summary["customersTouched"] == 1
+    [(status, stored)] = ledger.rows(
+        "SELECT status, summary FROM runs WHERE run_id = ?", [summary["runId"]]
+    )
+    assert status == "succeeded"
+    assert json.loads(stored)["rowsAccepted"] == 2
+    assert ledger.rows("SELECT closing_balance FROM customer_periods") == [(5.5,)]
+
+
+def test_cli_run_json_is_idempotent(ledger: Ledger) -> None:
+    ledger.land_csv("2026-03-01.csv", csv_row("d1"), csv_row("d1"))
+    runner = CliRunner()
+    first = runner.invoke(app, ["run", "--json", "--as-of", "2026-04-02"])
+    assert first.exit_code == 0, first.output
+    summary = json.loads(first.stdout)
+    expected_keys = {
+        "filesSeen",
+        "filesIngested",
+        "filesSkipped",
+        "rowsAccepted",
+        "rowsDuplicate",
+        "rowsQuarantined",
+        "quarantineByCode",
+    }
+    assert expected_keys <= summary.keys()
+    assert (summary["rowsAccepted"], summary["rowsDuplicate"], summary["asOf"]) == (
+        1,
+        1,
+        "2026-04-02",
+    )
+    again = json.loads(runner.invoke(app, ["run", "--json"]).stdout)
+    assert (again["filesSkipped"], again["rowsAccepted"], again["rowsRead"]) == (1, 0, 0)
+
+
+def test_cli_refuses_a_bad_date() -> None:
+    result = CliRunner().invoke(app, ["run", "--as-of", "2026-13-01"])
+    assert result.exit_code == 2
+    assert "--as-of" in result.output
