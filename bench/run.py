@@ -1,0 +1,177 @@
+"""`make bench`: measure every stage of the pipeline on generated data, on this machine.
+
+Not a test: it prints a table (rows or leaves per second, wall time, peak RSS per stage) and
+writes it as JSON to bench/results/<date>.json so runs can be compared. Floors and peers are
+added stage by stage (see docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from flows.config import Settings  # noqa: E402
+from flows.generate import generate_landing_files  # noqa: E402
+from flows.ingest import ingest_inbox  # noqa: E402
+from flows.pipeline import open_warehouse  # noqa: E402
+from flows.runs import new_run_id, start_run  # noqa: E402
+from flows.summaries import refresh_customer_periods  # noqa: E402
+from transforms.synthetic import GeneratorSpec  # noqa: E402
+
+console = Console()
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass
+class Stage:
+    name: str
+    items: int
+    unit: str
+    seconds: float
+    peak_rss_mb: float
+    floor_per_second: float | None = None
+    notes: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.items / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class Report:
+    started: str
+    machine: dict[str, Any]
+    parameters: dict[str, Any]
+    stages: list[Stage] = field(default_factory=list)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * PAGE / 2**20
+
+
+@contextmanager
+def measured(report: Report, name: str, unit: str, count: Callable[[], int]) -> Iterator[None]:
+    """Time a stage and sample its peak resident memory every 20 ms."""
+    peak = [_rss_mb()]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.02):
+            peak[0] = max(peak[0], _rss_mb())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds = time.perf_counter() - started
+        stop.set()
+        sampler.join()
+        report.stages.append(Stage(name, count(), unit, seconds, max(peak[0], _rss_mb())))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--deltas", type=int, default=1_000_000, help="first events in total")
+    parser.add_argument("--customers", type=int, default=10_000, help="in total, over tenants")
+    parser.add_argument("--months", type=int, default=12)
+    parser.add_argument("--tenants", type=int, default=4)
+    parser.add_argument("--format", default="csv", choices=["csv", "jsonl", "parquet"])
+    parser.add_argument("--workdir", type=Path, help="keep the data here (default: a temp dir)")
+    args = parser.parse_args()
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="tallyproof-bench-"))
+    settings = Settings(data_dir=workdir, salt_key="bench-salt-key")
+    shutil.rmtree(settings.inbox, ignore_errors=True)
+    Path(settings.warehouse).unlink(missing_ok=True)
+    spec = GeneratorSpec(
+        tenants=args.tenants,
+        customers=max(1, args.customers // args.tenants),
+        months=args.months,
+        deltas_per_month=max(1, args.deltas // (args.months * args.tenants)),
+        seed=1,
+        end_month="2026-10",
+        format=args.format,
+    )
+    report = Report(
+        started=datetime.now(UTC).isoformat(timespec="seconds"),
+        machine={"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        parameters={**vars(args), "workdir": str(workdir)},
+    )
+
+    made: list[Any] = []
+    with measured(report, "generate", "rows", lambda: made[0].rows):
+        made.append(generate_landing_files(spec, settings.inbox))
+    console.print(
+        f"generated {made[0].rows:,} rows in {made[0].files} files "
+        f"({made[0].bytes / 1e6:.0f} MB) under {workdir}"
+    )
+
+    with open_warehouse(settings) as con:
+        run_id = new_run_id()
+        start_run(con, run_id, "bench", None)
+        summary: list[Any] = []
+        with measured(report, f"ingest ({args.format})", "rows", lambda: summary[0].rows_read):
+            summary.append(
+                ingest_inbox(
+                    con,
+                    inbox=settings.inbox,
+                    run_id=run_id,
+                    salt_key=b"bench",
+                    batch_rows=settings.batch_rows,
+                )
+            )
+        written: list[int] = []
+        with measured(report, "summaries", "customer-periods", lambda: written[0]):
+            written.append(refresh_customer_periods(con, run_id))
+
+    print_report(report)
+    out = Path(__file__).resolve().parent / "results" / f"{datetime.now(UTC):%Y-%m-%d}.json"
+    out.write_text(
+        json.dumps(asdict(report) | {"rates": {s.name: s.rate for s in report.stages}}, indent=2)
+        + "\n"
+    )
+    console.print(f"written to {out}")
+    if not args.workdir:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def print_report(report: Report) -> None:
+    table = Table(title=f"tallyproof bench ({report.machine['cpus']} cores)")
+    for column in ("stage", "items", "per second", "wall s", "peak RSS MB", "vs floor", "notes"):
+        table.add_column(column, justify="left" if column in ("stage", "notes") else "right")
+    for s in report.stages:
+        ratio = f"{s.rate / s.floor_per_second:.0%}" if s.floor_per_second else "-"
+        table.add_row(
+            s.name,
+            f"{s.items:,} {s.unit}",
+            f"{s.rate:,.0f}",
+            f"{s.seconds:.2f}",
+            f"{s.peak_rss_mb:,.0f}",
+            ratio,
+            s.notes,
+        )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
