@@ -1,0 +1,182 @@
+"""RFC 6962 Merkle trees over SHA-256: hashes, roots, audit paths, consistency proofs, and their
+verification as RFC 9162 sections 2.1.3.2 and 2.1.4.2 write it.
+
+This module is the small, exact core that proofs and verifiers use one tree at a time. Roots of
+millions of trees at once are `transforms.period_roots`; tests check both against a recursive
+transcription of RFC 6962 section 2.1 and against the public vectors in `../shared/vectors/`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+HASH_SIZE = 32
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+
+
+class ProofError(ValueError):
+    """A proof that does not verify, with the reason."""
+
+
+def leaf_hash(leaf: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + leaf).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def _split(n: int) -> int:
+    """The largest power of two smaller than n (n > 1)."""
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+class MerkleTree:
+    """All levels of one tree, built bottom-up from its leaf hashes.
+
+    Pairing neighbours level by level and promoting a lone last node unchanged gives exactly
+    RFC 6962's split at the largest power of two (its left subtree is always perfect). Keeping
+    the levels makes every audit path a walk up them, so a package of a thousand samples costs
+    one tree build, not a thousand.
+    """
+
+    def __init__(self, hashes: Sequence[bytes]) -> None:
+        self.size = len(hashes)
+        self.levels: list[list[bytes]] = [list(hashes)]
+        while len(self.levels[-1]) > 1:
+            level = self.levels[-1]
+            paired = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+            if len(level) % 2:
+                paired.append(level[-1])
+            self.levels.append(paired)
+
+    @property
+    def root(self) -> bytes:
+        return self.levels[-1][0] if self.size else EMPTY_ROOT
+
+    def inclusion_path(self, index: int) -> list[bytes]:
+        """PATH(m, D[n]): the sibling of the leaf first, up to the child of the root."""
+        if not 0 <= index < self.size:
+            raise ValueError(f"leaf index {index} is outside a tree of {self.size}")
+        path = []
+        for level in self.levels[:-1]:
+            sibling = index ^ 1
+            if sibling < len(level):  # else the node is promoted: no sibling on this level
+                path.append(level[sibling])
+            index >>= 1
+        return path
+
+
+def root_from_hashes(hashes: Sequence[bytes]) -> bytes:
+    """MTH of a list of leaf hashes."""
+    return MerkleTree(hashes).root
+
+
+def root(leaves: Sequence[bytes]) -> bytes:
+    """MTH(D[n]) of raw leaves."""
+    return root_from_hashes([leaf_hash(leaf) for leaf in leaves])
+
+
+def consistency_proof(old_size: int, hashes: Sequence[bytes]) -> list[bytes]:
+    """PROOF(m, D[n]) from the leaf hashes of the new tree (RFC 6962 section 2.1.2)."""
+    if not 0 < old_size <= len(hashes):
+        raise ValueError(f"no consistency proof from {old_size} to {len(hashes)}")
+    return _subproof(old_size, hashes, True)
+
+
+def _subproof(m: int, hashes: Sequence[bytes], complete: bool) -> list[bytes]:
+    n = len(hashes)
+    if m == n:
+        return [] if complete else [root_from_hashes(hashes)]
+    k = _split(n)
+    if m <= k:
+        return [*_subproof(m, hashes[:k], complete), root_from_hashes(hashes[k:])]
+    return [*_subproof(m - k, hashes[k:], False), root_from_hashes(hashes[:k])]
+
+
+def _check_hashes(*values: bytes) -> None:
+    for value in values:
+        if len(value) != HASH_SIZE:
+            raise ProofError(f"a hash of {len(value)} bytes (expected {HASH_SIZE})")
+
+
+def verify_inclusion(
+    index: int, tree_size: int, leaf: bytes, path: Sequence[bytes], expected_root: bytes
+) -> None:
+    """RFC 9162 section 2.1.3.2, with `leaf` the leaf *hash*. Raises ProofError."""
+    _check_hashes(leaf, expected_root, *path)
+    if not 0 <= index < tree_size:
+        raise ProofError(f"leaf index {index} is outside a tree of {tree_size}")
+    fn, sn, r = index, tree_size - 1, leaf
+    for p in path:
+        if sn == 0:
+            raise ProofError("the path is longer than the tree is deep")
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            if not fn & 1:
+                while not (fn & 1 or fn == 0):
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ProofError("the path is shorter than the tree is deep")
+    if r != expected_root:
+        raise ProofError("the path does not lead to the root")
+
+
+def verify_consistency(
+    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
+) -> None:
+    """RFC 9162 section 2.1.4.2. Raises ProofError.
+
+    Equal sizes need an empty proof and equal roots; a proof from the empty tree is refused
+    (it proves nothing), as the transparency-dev vectors expect.
+    """
+    _check_hashes(*proof)
+    if old_size < 0 or new_size < old_size:
+        raise ProofError(f"no consistency from size {old_size} to size {new_size}")
+    if old_size == new_size:
+        if proof:
+            raise ProofError("equal sizes need an empty proof")
+        if old_root != new_root:
+            raise ProofError("equal sizes but different roots")
+        if old_size == 0:
+            raise ProofError("a consistency proof between empty trees proves nothing")
+        return
+    if old_size == 0:
+        raise ProofError("a consistency proof from the empty tree proves nothing")
+    _check_hashes(old_root, new_root)
+    if not proof:
+        raise ProofError("the proof is empty")
+    path = list(proof)
+    if old_size & (old_size - 1) == 0:  # an exact power of two
+        path.insert(0, old_root)
+    fn, sn = old_size - 1, new_size - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            raise ProofError("the proof is longer than the trees are deep")
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            if not fn & 1:
+                while not (fn & 1 or fn == 0):
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise ProofError("the proof is shorter than the trees are deep")
+    if fr != old_root:
+        raise ProofError("the proof does not lead to the old root")
+    if sr != new_root:
+        raise ProofError("the proof does not lead to the new root")
