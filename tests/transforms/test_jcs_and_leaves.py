@@ -1,0 +1,140 @@
+"""JCS against the rfc8785 package, and vectorised leaf bytes and roots against one-at-a-time
+references, on random unicode everywhere a leaf carries text."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import polars as pl
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.transforms.test_merkle import mth
+from transforms import merkle
+from transforms.jcs import canonicalize, json_string
+from transforms.leaves import leaf_object, leaf_text
+from transforms.period_roots import leaf_hashes, period_roots
+
+# Text that JSON can carry: any code point but lone surrogates.
+TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=30)
+# Keys that sort differently by UTF-16 code units and by code points (U+E000.. vs U+10000..).
+KEYS = st.one_of(
+    TEXT.filter(bool),
+    st.sampled_from(["\ufb01", "\U0001f600", "\ue000", "a", "\u00e9", "\U00010000", "\uffff"]),
+)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(KEYS, inner, max_size=5),
+    max_leaves=20,
+)
+
+
+@given(JSON)
+def test_canonicalize_equals_rfc8785(value: object) -> None:
+    assert canonicalize(value) == rfc8785.dumps(value)
+
+
+@given(st.lists(TEXT, max_size=10))
+def test_vectorised_string_escaping_equals_rfc8785(texts: list[str]) -> None:
+    got = pl.select(json_string(pl.Series(texts, dtype=pl.String))).to_series().to_list()
+    assert got == [rfc8785.dumps(t).decode() for t in texts]
+
+
+IDS = st.text(alphabet="abcXYZ019_.:-", min_size=1, max_size=20).filter(
+    lambda s: s not in (".", "..")
+)
+AMOUNTS = st.decimals(
+    min_value=Decimal("-1000000000"), max_value=Decimal("1000000000"), places=6, allow_nan=False
+).filter(lambda d: d != 0)
+METADATA = st.none() | st.dictionaries(
+    KEYS.filter(lambda k: len(k) <= 40), TEXT, min_size=1, max_size=5
+)
+DELTAS = st.fixed_dictionaries(
+    {
+        "tenant_id": IDS,
+        "environment": st.sampled_from(["sandbox", "production"]),
+        "customer_id": st.sampled_from(["c1", "c:2"]),
+        "delta_id": IDS,
+        "amount": AMOUNTS,
+        "reason": TEXT.filter(bool),
+        "reference_id": st.none() | TEXT.filter(bool),
+        "metadata": METADATA,
+        "occurred_at_utc": st.datetimes(
+            min_value=datetime(1970, 1, 1), max_value=datetime(9999, 1, 1)
+        ).map(lambda d: d.replace(tzinfo=UTC)),
+        "salt": st.binary(min_size=32, max_size=32).map(bytes.hex),
+    }
+)
+
+
+def as_frame(deltas: list[dict]) -> pl.DataFrame:
+    rows = []
+    for d in deltas:
+        rows.append(
+            {
+                **d,
+                "period": d["occurred_at_utc"].strftime("%Y-%m"),
+                "metadata": rfc8785.dumps(d["metadata"]).decode() if d["metadata"] else None,
+            }
+        )
+    frame = pl.DataFrame(
+        rows,
+        schema_overrides={
+            "amount": pl.Decimal(18, 6),
+            "occurred_at_utc": pl.Datetime("us", "UTC"),
+            "reference_id": pl.String,
+            "metadata": pl.String,
+        },
+        infer_schema_length=None,
+    )
+    return frame.with_columns(
+        leaf_index=pl.int_range(pl.len()).over("tenant_id", "environment", "customer_id", "period")
+    )
+
+
+@settings(max_examples=150)
+@given(st.lists(DELTAS, min_size=1, max_size=12))
+def test_leaf_text_equals_jcs_of_the_leaf_object(deltas: list[dict]) -> None:
+    frame = as_frame(deltas)
+    texts = leaf_text(frame.lazy()).collect()["leaf"].to_list()
+    for row, text in zip(frame.to_dicts(), texts, strict=True):
+        obj = leaf_object(row)
+        assert text.encode() == rfc8785.dumps(obj)
+        if row["metadata"]:
+            assert obj["metadata"] == json.loads(row["metadata"])
+
+
+@settings(max_examples=60)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(0, 2)), max_size=120))
+def test_period_roots_equal_the_rfc_recursion(spec: list[tuple[str, int]]) -> None:
+    start = datetime(2026, 1, 15, tzinfo=UTC)
+    deltas = [
+        {
+            "tenant_id": "t",
+            "environment": "production",
+            "customer_id": c,
+            "delta_id": f"d{i}",
+            "amount": Decimal(i + 1),
+            "reason": f'r{i} é\n"',
+            "reference_id": None,
+            "metadata": None,
+            "salt": "00" * 32,
+            "occurred_at_utc": start + timedelta(days=31 * m),
+        }
+        for i, (c, m) in enumerate(spec)
+    ]
+    if not deltas:
+        return
+    frame = as_frame(deltas).sort("tenant_id", "environment", "customer_id", "period", "leaf_index")
+    leaves = leaf_text(frame.lazy())
+    roots = period_roots(leaf_hashes(leaves).lazy())
+    expected = {}
+    for key, group in leaves.collect().group_by("customer_id", "period"):
+        expected[key] = mth([t.encode() for t in group.sort("leaf_index")["leaf"]])
+    got = {(r["customer_id"], r["period"]): r["root"] for r in roots.to_dicts()}
+    assert got == expected
+    assert all(roots["tree_size"] > 0)
+    assert merkle.EMPTY_ROOT not in got.values()
