@@ -228,6 +228,14 @@ def print_run_summary(summary: dict[str, Any]) -> None:
         table.add_row(f"  {code}", f"{count:,}")
     table.add_row("customers touched", f"{summary['customersTouched']:,}")
     table.add_row("customer-periods touched", f"{summary['customerPeriodsTouched']:,}")
+    table.add_row(
+        f"checkpoints through {summary['checkpointedThrough']}",
+        f"{summary['checkpointsNew']:,} new ({summary['checkpointsFirstVersions']:,} "
+        "first versions)",
+    )
+    table.add_row(
+        "leaves hashed", f"{summary['leavesHashed']:,} in {summary['treesHashed']:,} trees"
+    )
     for stage, seconds in summary["stageSeconds"].items():
         table.add_row(f"time: {stage}", f"{seconds:.2f} s")
     table.add_row("time", f"{summary['seconds']:.2f} s")
@@ -277,3 +285,164 @@ def main() -> None:
             raise
         console.print(f"[red]error[/] {err.code}: {err.message}")
         sys.exit(1)
+
+
+# --- checkpoints, receipts, verification ------------------------------------------------------
+keys_app = typer.Typer(help="Signing keys: list them, rotate to a new one.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+Tenant = Annotated[str, typer.Option(help="the tenant")]
+Environment = Annotated[str, typer.Option("--env", help="sandbox or production")]
+CustomerOpt = Annotated[str, typer.Option("--customer", help="the customer id")]
+
+
+@keys_app.command("list")
+def keys_list(output: Output = None) -> None:
+    """Print the JWKS: every signing key, the active one first."""
+    from flows.signing import jwks
+
+    out.print_json(json.dumps(jwks(_settings(output=output))))
+
+
+@keys_app.command("rotate")
+def keys_rotate(output: Output = None) -> None:
+    """Make a new signing key the active one; old keys stay in the JWKS."""
+    from flows.publish import publish_jwks
+    from flows.signing import create_signing_key
+
+    settings = _settings(output=output)
+    kid = create_signing_key(settings)
+    path = publish_jwks(settings)
+    console.print(f"[green]new signing key[/] {kid}; JWKS written to {settings.output}/{path}")
+
+
+def _customer(tenant: str, env: str, customer: str):  # -> Customer
+    from flows.errors import InvalidRequestError
+    from flows.fingerprints import Customer
+
+    if env not in ("sandbox", "production"):
+        raise InvalidRequestError("env", f"--env must be sandbox or production, not {env!r}")
+    return Customer(tenant, env, customer)
+
+
+def _read_warehouse(warehouse: Path | None):  # -> DuckDBPyConnection
+    from flows.warehouse import connect
+
+    settings = _settings(warehouse=warehouse)
+    if not Path(settings.warehouse).exists():
+        from flows.errors import ConfigError
+
+        raise ConfigError(f"no warehouse at {settings.warehouse}; run `tallyproof run` first")
+    return connect(settings.warehouse, read_only=True)
+
+
+@app.command()
+def receipt(
+    tenant: Tenant,
+    customer: CustomerOpt,
+    period: Annotated[str, typer.Option(help="YYYY-MM")],
+    env: Environment = "production",
+    warehouse: Warehouse = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="write here, not stdout")] = None,
+) -> None:
+    """The receipt of a customer's period: latest checkpoint and every leaf."""
+    from flows.receipts import build_receipt
+
+    con = _read_warehouse(warehouse)
+    try:
+        document = build_receipt(con, _customer(tenant, env, customer), period)
+    finally:
+        con.close()
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if out_file:
+        out_file.write_text(text, encoding="utf-8")
+        console.print(f"[green]receipt[/] {document['receiptId']} written to {out_file}")
+    else:
+        sys.stdout.write(text)
+
+
+@app.command()
+def fingerprints(
+    tenant: Tenant,
+    customer: CustomerOpt,
+    env: Environment = "production",
+    period: Annotated[str | None, typer.Option(help="YYYY-MM")] = None,
+    fingerprint: Annotated[
+        str | None, typer.Option(help="a fingerprint or a prefix of 8+ hex")
+    ] = None,
+    warehouse: Warehouse = None,
+) -> None:
+    """Every checkpoint version of a customer, newest first, with its tamper check."""
+    from flows.fingerprints import fingerprint_candidates
+
+    con = _read_warehouse(warehouse)
+    try:
+        found = fingerprint_candidates(
+            con, _customer(tenant, env, customer), period=period, fingerprint=fingerprint
+        )
+    finally:
+        con.close()
+    out.print_json(json.dumps(found))
+    if any(not c["tamperCheck"]["ok"] for c in found):
+        console.print("[red]tamper check failed[/] for at least one version")
+        raise typer.Exit(1)
+
+
+@app.command()
+def verify(
+    document: Annotated[str, typer.Argument(help="a file or s3:// URI")],
+    jwks_file: Annotated[
+        str | None, typer.Option("--jwks", help="a JWKS file or URI (default: the output root's)")
+    ] = None,
+    output: Output = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Check a receipt, package or checkpoint export offline; exit 0 only if all checks pass."""
+    from flows.publish import JWKS_PATH
+    from flows.verify import verify_document
+
+    data = _read_uri(document)
+    jwks_source = jwks_file or f"{_settings(output=output).output.rstrip('/')}/{JWKS_PATH}"
+    try:
+        parsed = json.loads(data)
+    except ValueError as err:
+        console.print(f"[red]FAIL[/] {document} is not JSON ({err})")
+        raise typer.Exit(1) from None
+    kind, checks = verify_document(parsed, json.loads(_read_uri(jwks_source)))
+    if as_json:
+        out.print_json(
+            json.dumps(
+                {
+                    "kind": kind,
+                    "ok": checks.ok,
+                    "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks],
+                }
+            )
+        )
+    else:
+        out.print(f"[bold]{document}[/] ({kind}), keys from {jwks_source}")
+        for check in checks:
+            mark = "[green]PASS[/]" if check.ok else "[red]FAIL[/]"
+            out.print(f"  {mark} {check.name}: {check.detail}", highlight=False)
+        failed = sum(not c.ok for c in checks)
+        out.print(
+            "[green]all checks passed[/]"
+            if not failed
+            else f"[red]{failed} of {len(checks)} checks failed[/]"
+        )
+    if not checks.ok:
+        raise typer.Exit(1)
+
+
+def _read_uri(uri: str) -> bytes:
+    from flows.storage import open_location
+
+    if uri.startswith("s3://"):
+        parent, _, name = uri.rpartition("/")
+        return open_location(parent).read_bytes(name)
+    path = Path(uri)
+    if not path.exists():
+        from flows.errors import InvalidRequestError
+
+        raise InvalidRequestError("document", f"no such file: {uri}")
+    return path.read_bytes()

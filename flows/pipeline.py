@@ -17,11 +17,14 @@ import duckdb
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.checkpoints import CheckpointSummary, checkpoint_customers, last_period
 from flows.config import Settings, get_settings
 from flows.errors import StorageError
 from flows.ingest import IngestSummary, ingest_inbox
 from flows.keys import salt_key
+from flows.publish import publish_jwks
 from flows.runs import finish_run, new_run_id, start_run
+from flows.signing import active_signing_key
 from flows.summaries import refresh_customer_periods
 from flows.warehouse import connect, ensure_schema, fetch_one
 
@@ -37,6 +40,8 @@ class RunReport:
     customers_touched: int = 0
     customer_periods_touched: int = 0
     summaries_written: int = 0
+    checkpoints: CheckpointSummary = field(default_factory=CheckpointSummary)
+    last_period: str = ""
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
@@ -57,6 +62,12 @@ class RunReport:
             "customersTouched": self.customers_touched,
             "customerPeriodsTouched": self.customer_periods_touched,
             "summariesWritten": self.summaries_written,
+            "checkpointedThrough": self.last_period,
+            "checkpointCustomers": self.checkpoints.customers,
+            "checkpointsNew": self.checkpoints.new_versions,
+            "checkpointsFirstVersions": self.checkpoints.first_versions,
+            "treesHashed": self.checkpoints.trees_hashed,
+            "leavesHashed": self.checkpoints.leaves_hashed,
             "stageSeconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
             "seconds": round(sum(self.stage_seconds.values()), 3),
         }
@@ -118,11 +129,36 @@ def summaries_task(con: duckdb.DuckDBPyConnection, run_id: str) -> int:
     return refresh_customer_periods(con, run_id)
 
 
+@task(name="checkpoints", cache_policy=NO_CACHE)
+def checkpoints_task(
+    con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str, max_period: str
+) -> CheckpointSummary:
+    return checkpoint_customers(
+        con, run_id=run_id, max_period=max_period, key=active_signing_key(settings)
+    )
+
+
+@task(
+    name="publish-jwks",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=_transient,
+    cache_policy=NO_CACHE,
+)
+def jwks_task(settings: Settings) -> str:
+    return publish_jwks(settings)
+
+
 def run_nightly(
-    settings: Settings, *, as_of: date | None = None, kind: str = "nightly"
+    settings: Settings,
+    *,
+    as_of: date | None = None,
+    include_open_period: bool = False,
+    kind: str = "nightly",
 ) -> RunReport:
     """One nightly run against `settings`' warehouse; the body of `nightly_flow`."""
     report = RunReport(new_run_id(), kind, as_of or datetime.now(UTC).date())
+    report.last_period = last_period(report.as_of, include_open_period)
     with open_warehouse(settings) as con:
         start_run(con, report.run_id, kind, report.as_of)
         try:
@@ -133,6 +169,12 @@ def run_nightly(
             )
             with _timed(report, "summaries"):
                 report.summaries_written = summaries_task(con, report.run_id)
+            with _timed(report, "checkpoints"):
+                report.checkpoints = checkpoints_task(
+                    con, settings, report.run_id, report.last_period
+                )
+            with _timed(report, "publish"):
+                jwks_task(settings)
         except BaseException:
             finish_run(con, report.run_id, "failed", report.as_json())
             raise
@@ -148,6 +190,6 @@ def nightly_flow(
     output: str | None = None,
     warehouse: str | None = None,
 ) -> dict[str, Any]:
-    """Ingest new landing files, then refresh summaries (checkpoints and outputs follow)."""
+    """Ingest new landing files, refresh summaries, make the checkpoints that are due."""
     settings = get_settings().with_overrides(inbox=inbox, output=output, warehouse=warehouse)
-    return run_nightly(settings, as_of=as_of).as_json()
+    return run_nightly(settings, as_of=as_of, include_open_period=include_open_period).as_json()

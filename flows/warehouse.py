@@ -18,7 +18,7 @@ import polars as pl
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 
-# Creation order matters only for readability; no table references another.
+# Creation order: the views come after the tables they read.
 SCHEMA = (
     "create_runs",
     "create_ingested_files",
@@ -26,6 +26,8 @@ SCHEMA = (
     "create_deltas",
     "create_quarantine",
     "create_customer_periods",
+    "create_checkpoints",
+    "create_latest_checkpoints",
 )
 
 

@@ -1,0 +1,143 @@
+"""Checkpointing: new checkpoint versions for the (customer, period)s that need one.
+
+Only customers with a stale period are recomputed (a missing checkpoint, a grown tree, moved
+balances, or a `previous` that no longer names the latest checkpoint before it), and of those
+only the trees that grew are hashed again: leaves only append, so a tree of the same size has
+the same root. Everything else is read back from the latest versions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import date
+
+import duckdb
+import polars as pl
+
+from flows.runs import utc_now
+from flows.signing import SigningKey, sign_checkpoints
+from flows.warehouse import execute, query_frame, staged, transaction
+from transforms import merkle
+from transforms.checkpoints import KEY, checkpoint_versions
+from transforms.leaves import leaf_text
+from transforms.period_roots import leaf_hashes, period_roots
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CheckpointSummary:
+    customers: int = 0
+    candidates: int = 0
+    trees_hashed: int = 0
+    leaves_hashed: int = 0
+    new_versions: int = 0
+    first_versions: int = 0
+
+
+def last_period(as_of: date, include_open_period: bool) -> str:
+    """The newest period a run may checkpoint: the last closed one, or the open one on request.
+
+    A period is closed once `as_of` is past its last day, so the open period is as_of's month.
+    """
+    if include_open_period:
+        return f"{as_of:%Y-%m}"
+    year, month = (as_of.year, as_of.month - 1) if as_of.month > 1 else (as_of.year - 1, 12)
+    return f"{year:04d}-{month:02d}"
+
+
+def checkpoint_customers(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    run_id: str,
+    max_period: str,
+    key: SigningKey,
+    customers: pl.DataFrame | None = None,
+) -> CheckpointSummary:
+    """Make the checkpoint versions that are due up to `max_period`.
+
+    `customers` (tenant_id, environment, customer_id) limits the pass; by default every customer
+    with a stale period is taken. Idempotent: a second call makes nothing.
+    """
+    if customers is None:
+        customers = query_frame(con, "select_stale_customers", {"max_period": max_period})
+    summary = CheckpointSummary(customers=customers.height)
+    if customers.is_empty():
+        return summary
+    with staged(con, staged_customers=customers):
+        candidates = query_frame(con, "select_checkpoint_candidates", {"max_period": max_period})
+    summary.candidates = candidates.height
+
+    grown = candidates.filter(
+        (pl.col("tree_size") > 0) & pl.col("tree_size").ne_missing(pl.col("latest_tree_size"))
+    ).select(KEY)
+    hashes = tree_leaf_hashes(con, grown)
+    roots = period_roots(hashes.lazy())
+    summary.trees_hashed, summary.leaves_hashed = roots.height, hashes.height
+
+    decided = checkpoint_versions(
+        candidates.join(
+            roots.select(*KEY, root=pl.col("root").bin.encode("hex")), on=KEY, how="left"
+        )
+    )
+    new = decided.filter(pl.col("is_new"))
+    summary.new_versions = new.height
+    summary.first_versions = new.filter(pl.col("version") == 1).height
+    if new.is_empty():
+        return summary
+
+    proofs = consistency_proofs(new, hashes)
+    signatures = sign_checkpoints(key, new["checkpoint_id"].to_list(), new["fingerprint"].to_list())
+    rows = new.join(proofs, on=KEY, how="left").with_columns(
+        signature=pl.Series(signatures, dtype=pl.String),
+        kid=pl.lit(key.kid),
+        created_at=pl.lit(utc_now()),
+        run_id=pl.lit(run_id),
+    )
+    with transaction(con), staged(con, staged_checkpoints=rows):
+        execute(con, "insert_checkpoints")
+    log.info(
+        "checkpoints: %d new versions (%d first) for %d customers",
+        summary.new_versions,
+        summary.first_versions,
+        summary.customers,
+    )
+    return summary
+
+
+def tree_leaf_hashes(con: duckdb.DuckDBPyConnection, trees: pl.DataFrame) -> pl.DataFrame:
+    """KEY, `leaf_index`, `leaf_hash` of every leaf of `trees`, sorted by tree and index."""
+    if trees.is_empty():
+        return pl.DataFrame(
+            schema={**{c: pl.String for c in KEY}, "leaf_index": pl.Int64, "leaf_hash": pl.Binary}
+        )
+    with staged(con, staged_trees=trees):
+        leaves = query_frame(con, "select_tree_leaves")
+    leaves = leaves.with_columns(pl.col("occurred_at_utc").dt.replace_time_zone("UTC"))
+    return leaf_hashes(leaf_text(leaves.lazy())).collect()
+
+
+def consistency_proofs(new: pl.DataFrame, hashes: pl.DataFrame) -> pl.DataFrame:
+    """KEY and `consistency_proof` (JSON list of hex) of every new version with a version
+    before it: RFC 6962 PROOF(old size, new tree); an empty list when the tree did not grow or
+    grew from empty (every tree extends the empty one, and RFC 6962 defines no proof for it)."""
+    superseding = new.filter(pl.col("latest_tree_size").is_not_null())
+    same = superseding.filter(
+        (pl.col("latest_tree_size") == pl.col("tree_size")) | (pl.col("latest_tree_size") == 0)
+    )
+    grew = superseding.filter(
+        (pl.col("latest_tree_size") < pl.col("tree_size")) & (pl.col("latest_tree_size") > 0)
+    )
+    if superseding.height != same.height + grew.height:
+        raise RuntimeError("a tree shrank between versions: leaves are append-only")
+    rows = [(*key, "[]") for key in same.select(KEY).iter_rows()]
+    if grew.height:
+        old_sizes = {tuple(r[:4]): r[4] for r in grew.select(*KEY, "latest_tree_size").rows()}
+        trees = hashes.join(grew.select(KEY), on=KEY).partition_by(KEY, as_dict=True)
+        for tree_key, leaves in trees.items():
+            proof = merkle.consistency_proof(old_sizes[tree_key], leaves["leaf_hash"].to_list())
+            rows.append((*tree_key, json.dumps([h.hex() for h in proof])))
+    schema = {**{c: pl.String for c in KEY}, "consistency_proof": pl.String}
+    return pl.DataFrame(rows, schema=schema, orient="row")

@@ -1,0 +1,101 @@
+"""Fingerprint candidates (SPEC section 4): every checkpoint version of a customer, with a tamper
+check against the deltas stored today and the consistency proof to the version after it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from flows.errors import InvalidRequestError
+from flows.warehouse import query_frame
+from transforms import merkle
+from transforms.leaves import leaf_text
+from transforms.period_roots import leaf_hashes
+
+FINGERPRINT_PREFIX = re.compile(r"[0-9a-f]{8,64}")
+
+
+@dataclass(frozen=True)
+class Customer:
+    tenant_id: str
+    environment: str
+    customer_id: str
+
+    def params(self, period: str | None = None) -> dict[str, Any]:
+        return {
+            "tenant_id": self.tenant_id,
+            "environment": self.environment,
+            "customer_id": self.customer_id,
+            "period": period,
+        }
+
+
+def customer_leaf_hashes(
+    con: duckdb.DuckDBPyConnection, customer: Customer, period: str | None = None
+) -> dict[str, list[bytes]]:
+    """Leaf hashes per period, rebuilt from the deltas as stored now."""
+    leaves = query_frame(con, "select_customer_leaves", customer.params(period))
+    if leaves.is_empty():
+        return {}
+    leaves = leaves.with_columns(pl.col("occurred_at_utc").dt.replace_time_zone("UTC"))
+    hashed = leaf_hashes(leaf_text(leaves.lazy())).collect()
+    return {
+        str(p): frame["leaf_hash"].to_list()
+        for (p,), frame in hashed.partition_by("period", as_dict=True, maintain_order=True).items()
+    }
+
+
+def fingerprint_candidates(
+    con: duckdb.DuckDBPyConnection,
+    customer: Customer,
+    *,
+    period: str | None = None,
+    fingerprint: str | None = None,
+) -> list[dict[str, Any]]:
+    """Every version ever made, newest first, each with its tamper check; or only those whose
+    fingerprint starts with `fingerprint` (at least 8 lowercase hex)."""
+    if fingerprint is not None and not FINGERPRINT_PREFIX.fullmatch(fingerprint):
+        raise InvalidRequestError("fingerprint", "fingerprint must be 8 to 64 lowercase hex digits")
+    versions = query_frame(con, "select_customer_checkpoints", customer.params(period))
+    hashes = customer_leaf_hashes(con, customer, period)
+    proofs_to_next = {
+        (r["period"], r["version"] - 1): r["consistency_proof"]
+        for r in versions.select("period", "version", "consistency_proof").to_dicts()
+    }
+    candidates = []
+    for row in versions.to_dicts():
+        if fingerprint and not row["fingerprint"].startswith(fingerprint):
+            continue
+        leaves = hashes.get(row["period"], [])
+        size = row["tree_size"]
+        recomputed = merkle.root_from_hashes(leaves[:size]).hex() if size <= len(leaves) else None
+        body_intact = hashlib.sha256(row["body"].encode()).hexdigest() == row["fingerprint"]
+        root_matches = recomputed == row["root"]
+        proof = proofs_to_next.get((row["period"], row["version"]))
+        candidates.append(
+            {
+                "checkpointId": row["checkpoint_id"],
+                "fingerprint": row["fingerprint"],
+                "period": row["period"],
+                "version": row["version"],
+                "isLatest": row["is_latest"],
+                "createdAt": row["created_at"].isoformat(timespec="microseconds") + "Z",
+                "body": json.loads(row["body"]),
+                "signature": row["signature"],
+                "tamperCheck": {
+                    "rootMatches": root_matches,
+                    "recomputedRoot": recomputed,
+                    "leavesStored": len(leaves),
+                    "bodyMatchesFingerprint": body_intact,
+                    "ok": root_matches and body_intact,
+                },
+                "consistencyProofToNext": json.loads(proof) if proof is not None else None,
+            }
+        )
+    return candidates

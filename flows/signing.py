@@ -1,0 +1,143 @@
+"""Ed25519 signing keys, compact JWS signatures and the JWKS (SPEC section 4).
+
+Keys live in `<keys_dir>/signing/<kid>.pem` (PKCS#8, mode 0600), the active one is named in
+`<keys_dir>/signing/ACTIVE`; rotating adds a key and moves ACTIVE, and every key stays in the
+JWKS so old signatures keep verifying. `kid` is the first 16 hex of SHA-256 of the raw 32-byte
+public key.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from flows.config import Settings
+from flows.errors import ConfigError
+from flows.keys import write_secret_file
+
+SIGNING_DIR = "signing"
+ACTIVE = "ACTIVE"
+# Below this many signatures a process pool costs more than it saves.
+PARALLEL_FROM = 20_000
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    private_pem: bytes
+
+    @property
+    def private_key(self) -> Ed25519PrivateKey:
+        key = serialization.load_pem_private_key(self.private_pem, password=None)
+        assert isinstance(key, Ed25519PrivateKey)
+        return key
+
+
+def key_id(public_key: Ed25519PublicKey) -> str:
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def _folder(settings: Settings) -> Path:
+    return Path(settings.keys_dir) / SIGNING_DIR
+
+
+def create_signing_key(settings: Settings) -> str:
+    """Make a new key, make it the active one, and return its kid."""
+    private = Ed25519PrivateKey.generate()
+    kid = key_id(private.public_key())
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    write_secret_file(_folder(settings) / f"{kid}.pem", pem)
+    active = _folder(settings) / ACTIVE
+    temporary = active.with_name(f".{ACTIVE}.{os.getpid()}")
+    temporary.write_text(kid + "\n")
+    temporary.replace(active)
+    return kid
+
+
+def active_signing_key(settings: Settings) -> SigningKey:
+    """The key new signatures use; made on first use."""
+    active = _folder(settings) / ACTIVE
+    if not active.exists():
+        create_signing_key(settings)
+    kid = active.read_text().strip()
+    path = _folder(settings) / f"{kid}.pem"
+    if not path.exists():
+        raise ConfigError(f"the active signing key {kid} is missing from {path.parent}")
+    return SigningKey(kid, path.read_bytes())
+
+
+def jwks(settings: Settings) -> dict[str, Any]:
+    """Every signing key's public half, active first then by kid."""
+    folder = _folder(settings)
+    active = (folder / ACTIVE).read_text().strip() if (folder / ACTIVE).exists() else None
+    keys = []
+    for path in sorted(folder.glob("*.pem")):
+        private = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        assert isinstance(private, Ed25519PrivateKey)
+        public = private.public_key()
+        raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        keys.append(
+            {
+                "kty": "OKP",
+                "crv": "Ed25519",
+                "alg": "EdDSA",
+                "use": "sig",
+                "kid": key_id(public),
+                "x": base64.urlsafe_b64encode(raw).rstrip(b"=").decode(),
+            }
+        )
+    keys.sort(key=lambda k: (k["kid"] != active, k["kid"]))
+    return {"keys": keys}
+
+
+def sign_claims(key: SigningKey, claims: dict[str, Any]) -> str:
+    """A compact JWS (EdDSA) of `claims` plus `iat`, with the key's kid in the header."""
+    payload = {**claims, "iat": int(time.time())}
+    return jwt.encode(payload, key.private_key, algorithm="EdDSA", headers={"kid": key.kid})
+
+
+def sign_checkpoints(key: SigningKey, ids: list[str], fingerprints: list[str]) -> list[str]:
+    """Signatures of many checkpoints ({"sub": checkpointId, "fingerprint": ...}), on every
+    core when there are enough of them to pay for a process pool."""
+    if len(ids) < PARALLEL_FROM:
+        return _sign_chunk(key.private_pem, key.kid, ids, fingerprints)
+    workers = os.cpu_count() or 1
+    size = -(-len(ids) // workers)
+    chunks = [
+        (key.private_pem, key.kid, ids[i : i + size], fingerprints[i : i + size])
+        for i in range(0, len(ids), size)
+    ]
+    # spawn, not fork: the parent holds DuckDB and Polars thread pools.
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        return [s for part in pool.map(_sign_chunk_args, chunks) for s in part]
+
+
+def _sign_chunk_args(args: tuple[bytes, str, list[str], list[str]]) -> list[str]:
+    return _sign_chunk(*args)
+
+
+def _sign_chunk(pem: bytes, kid: str, ids: list[str], fingerprints: list[str]) -> list[str]:
+    key = SigningKey(kid, pem)
+    private = key.private_key
+    iat = int(time.time())
+    headers = {"kid": kid}
+    return [
+        jwt.encode(
+            {"sub": cid, "fingerprint": fp, "iat": iat}, private, algorithm="EdDSA", headers=headers
+        )
+        for cid, fp in zip(ids, fingerprints, strict=True)
+    ]
