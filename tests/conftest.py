@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -101,24 +102,46 @@ class Ledger:
         return self.land(name, "\n".join([HEADER, *rows]) + "\n")
 
     def ingest(self):  # -> IngestSummary
+        return self.run(checkpoint=False).ingest
+
+    def run(
+        self,
+        as_of: date = date(2026, 11, 24),
+        *,
+        include_open_period: bool = False,
+        checkpoint: bool = True,
+    ):
+        """A nightly run's stages as plain functions (no Prefect): ingest, summaries,
+        checkpoints up to the last period `as_of` allows."""
+        from flows.checkpoints import checkpoint_customers, last_period
         from flows.ingest import ingest_inbox
-        from flows.pipeline import open_warehouse
+        from flows.keys import salt_key
+        from flows.pipeline import RunReport, open_warehouse
         from flows.runs import finish_run, new_run_id, start_run
+        from flows.signing import active_signing_key
         from flows.summaries import refresh_customer_periods
 
+        report = RunReport(new_run_id(), "test", as_of)
+        report.last_period = last_period(as_of, include_open_period)
         with open_warehouse(self.settings) as con:
-            run_id = new_run_id()
-            start_run(con, run_id, "test", None)
-            summary = ingest_inbox(
+            start_run(con, report.run_id, "test", as_of)
+            report.ingest = ingest_inbox(
                 con,
                 inbox=self.settings.inbox,
-                run_id=run_id,
-                salt_key=b"test-salt-key",
+                run_id=report.run_id,
+                salt_key=salt_key(self.settings),
                 batch_rows=self.settings.batch_rows,
             )
-            refresh_customer_periods(con, run_id)
-            finish_run(con, run_id, "succeeded", {})
-        return summary
+            report.summaries_written = refresh_customer_periods(con, report.run_id)
+            if checkpoint:
+                report.checkpoints = checkpoint_customers(
+                    con,
+                    run_id=report.run_id,
+                    max_period=report.last_period,
+                    key=active_signing_key(self.settings),
+                )
+            finish_run(con, report.run_id, "succeeded", report.as_json())
+        return report
 
     def rows(self, query: str, params: object = None) -> list[tuple]:
         from flows.warehouse import connect

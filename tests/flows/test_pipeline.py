@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -33,6 +34,13 @@ def test_nightly_flow_records_its_run(ledger: Ledger) -> None:
     assert status == "succeeded"
     assert json.loads(stored)["rowsAccepted"] == 2
     assert ledger.rows("SELECT closing_balance FROM customer_periods") == [(5.5,)]
+    # March closed long ago: checkpointed, signed, and the JWKS published.
+    assert (summary["checkpointsNew"], summary["checkpointsFirstVersions"]) == (1, 1)
+    assert ledger.rows("SELECT period, tree_size, closing_balance FROM checkpoints") == [
+        ("2026-03", 2, 5.5)
+    ]
+    jwks = json.loads((Path(s.output) / ".well-known" / "jwks.json").read_text())
+    assert [k["kty"] for k in jwks["keys"]] == ["OKP"]
 
 
 def test_cli_run_json_is_idempotent(ledger: Ledger) -> None:

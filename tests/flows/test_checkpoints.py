@@ -1,0 +1,385 @@
+"""Checkpoints end to end (SPEC section 4): exact fingerprints of every version against a model
+written in the test from the SPEC's formulas, idempotence, rebuilds, tampering, key rotation."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import shutil
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import duckdb
+import jwt
+import pytest
+import rfc8785
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.signing import jwks
+from tests.conftest import Ledger, csv_row
+from tests.transforms.test_merkle import mth
+
+SALT_KEY = b"test-salt-key"
+
+# Three runs over three months for three customers; late data in runs 2 and 3.
+RUNS = [
+    (
+        date(2026, 4, 2),
+        {
+            "2026-04-01.csv": [
+                csv_row("a1", customer="alice", amount="100", occurred_at="2026-01-05T10:00:00Z"),
+                csv_row(
+                    "a2", customer="alice", amount="-30.5", occurred_at="2026-02-01T00:30:00+01:00"
+                ),
+                csv_row(
+                    "a3",
+                    customer="alice",
+                    amount="-1.000001",
+                    status="pending",
+                    occurred_at="2026-02-10T00:00:00Z",
+                ),
+                csv_row(
+                    "b1",
+                    customer="bob",
+                    amount="50",
+                    occurred_at="2026-03-31T23:59:59Z",
+                    metadata='{"plan":"pro","\U0001f600":"x","\ufb01":"y"}',
+                ),
+                csv_row(
+                    "c1",
+                    customer="carol",
+                    amount="-5",
+                    status="failed",
+                    occurred_at="2026-01-20T00:00:00Z",
+                ),
+                csv_row(
+                    "c2",
+                    customer="carol",
+                    amount="7",
+                    reason='say "hi"',
+                    reference="r-1",
+                    occurred_at="2026-03-02T00:00:00Z",
+                ),
+            ],
+        },
+    ),
+    (
+        date(2026, 4, 3),
+        {
+            "2026-04-02.csv": [
+                csv_row(
+                    "a3",
+                    customer="alice",
+                    amount="-1.000001",
+                    status="verified",
+                    occurred_at="2026-02-10T00:00:00Z",
+                ),
+                csv_row("a4", customer="alice", amount="20", occurred_at="2026-01-31T23:00:00Z"),
+                csv_row(
+                    "b2", customer="bob", amount="-0.000001", occurred_at="2026-03-15T00:00:00Z"
+                ),
+            ],
+        },
+    ),
+    (
+        date(2026, 5, 1),
+        {
+            "2026-04-20.csv": [
+                csv_row("c3", customer="carol", amount="1", occurred_at="2026-04-30T12:00:00Z"),
+                csv_row("a5", customer="alice", amount="3", occurred_at="2026-03-03T00:00:00Z"),
+            ],
+        },
+    ),
+]
+
+
+def model_versions(runs: list) -> list[tuple[str, str, int, str]]:
+    """Every (customer, period, version, fingerprint) the SPEC implies, computed here alone."""
+    import csv
+    import io
+
+    deltas: dict[str, dict] = {}
+    verified_order: list[str] = []
+    versions: dict[tuple[str, str], list[dict]] = {}
+    made: list[tuple[str, str, int, str]] = []
+    for as_of, files in runs:
+        for name in sorted(files):
+            text = (
+                "tenant_id,environment,delta_id,customer_id,amount,reason,reference_id,"
+                "status,occurred_at,metadata\n" + "\n".join(files[name])
+            )
+            for row in csv.DictReader(io.StringIO(text)):
+                occurred = datetime.fromisoformat(row["occurred_at"]).astimezone(UTC)
+                known = deltas.get(row["delta_id"])
+                if known is None:
+                    deltas[row["delta_id"]] = known = {**row, "occurred": occurred}
+                    known["status"] = "pending"
+                if known["status"] == "pending" and row["status"] != "pending":
+                    known["status"] = row["status"]
+                    if row["status"] == "verified":
+                        verified_order.append(row["delta_id"])
+        last_closed = (
+            f"{as_of.year if as_of.month > 1 else as_of.year - 1:04d}-"
+            f"{as_of.month - 1 if as_of.month > 1 else 12:02d}"
+        )
+        for customer in sorted({d["customer_id"] for d in deltas.values()}):
+            periods = sorted(
+                {
+                    d["occurred"].strftime("%Y-%m")
+                    for d in deltas.values()
+                    if d["customer_id"] == customer
+                }
+            )
+            opening, previous = Decimal(0), None
+            for period in [p for p in periods if p <= last_closed]:
+                tree = [
+                    deltas[i]
+                    for i in verified_order
+                    if deltas[i]["customer_id"] == customer
+                    and deltas[i]["occurred"].strftime("%Y-%m") == period
+                ]
+                leaves = []
+                for index, d in enumerate(tree):
+                    leaf = {
+                        "spec": "tallyproof/leaf/v1",
+                        "tenantId": "acme",
+                        "environment": "production",
+                        "customerId": customer,
+                        "period": period,
+                        "index": index,
+                        "deltaId": d["delta_id"],
+                        "amount": format(Decimal(d["amount"]).normalize(), "f"),
+                        "reason": d["reason"],
+                        "occurredAt": d["occurred"].strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                        "salt": hmac.new(
+                            SALT_KEY, f"acme\nproduction\n{d['delta_id']}".encode(), hashlib.sha256
+                        ).hexdigest(),
+                    }
+                    if d["reference_id"]:
+                        leaf["referenceId"] = d["reference_id"]
+                    if d["metadata"]:
+                        leaf["metadata"] = json.loads(d["metadata"])
+                    leaves.append(rfc8785.dumps(leaf))
+                amounts = [Decimal(d["amount"]) for d in tree]
+                credits = sum((a for a in amounts if a > 0), Decimal(0))
+                debits = sum((a for a in amounts if a < 0), Decimal(0))
+                text = lambda v: format(v.normalize(), "f") if v else "0"  # noqa: E731
+                body = {
+                    "spec": "tallyproof/checkpoint/v1",
+                    "tenantId": "acme",
+                    "environment": "production",
+                    "customerId": customer,
+                    "period": period,
+                    "treeSize": len(leaves),
+                    "root": mth(leaves).hex(),
+                    "openingBalance": text(opening),
+                    "credits": text(credits),
+                    "debits": text(debits),
+                    "closingBalance": text(opening + credits + debits),
+                }
+                if previous:
+                    body["previous"] = previous
+                history = versions.setdefault((customer, period), [])
+                core = lambda b: {k: v for k, v in b.items() if k not in ("version", "supersedes")}  # noqa: E731
+                if history and core(history[-1]["body"]) == body:
+                    fingerprint = history[-1]["fingerprint"]
+                else:
+                    body["version"] = len(history) + 1
+                    if history:
+                        body["supersedes"] = history[-1]["fingerprint"]
+                    fingerprint = hashlib.sha256(rfc8785.dumps(body)).hexdigest()
+                    history.append({"body": body, "fingerprint": fingerprint})
+                    made.append((customer, period, body["version"], fingerprint))
+                opening += credits + debits
+                previous = fingerprint
+    return sorted(made)
+
+
+def stored_versions(ledger: Ledger) -> list[tuple[str, str, int, str]]:
+    return sorted(ledger.rows("SELECT customer_id, period, version, fingerprint FROM checkpoints"))
+
+
+def play(ledger: Ledger, runs: list) -> None:
+    for as_of, files in runs:
+        for name, rows in files.items():
+            ledger.land_csv(name, *rows)
+        ledger.run(as_of=as_of)
+
+
+def test_every_version_matches_the_spec_model(ledger: Ledger) -> None:
+    play(ledger, RUNS)
+    expected = model_versions(RUNS)
+    assert stored_versions(ledger) == expected
+    # late data made second versions, and the chain re-linked the later periods
+    assert ("alice", "2026-01", 2) in {(c, p, v) for c, p, v, _ in expected}
+    assert ("alice", "2026-03", 1) in {(c, p, v) for c, p, v, _ in expected}
+    assert ("carol", "2026-04", 1) in {(c, p, v) for c, p, v, _ in expected}
+
+
+def test_chains_link_and_balance(ledger: Ledger) -> None:
+    play(ledger, RUNS)
+    latest = ledger.rows(
+        "SELECT customer_id, period, fingerprint, previous, opening_balance, "
+        "closing_balance FROM latest_checkpoints ORDER BY 1, 2"
+    )
+    by_customer: dict[str, list] = {}
+    for row in latest:
+        by_customer.setdefault(row[0], []).append(row)
+    for rows in by_customer.values():
+        assert rows[0][3] is None and rows[0][4] == 0
+        for before, after in zip(rows, rows[1:], strict=False):
+            assert after[3] == before[2]  # previous names the checkpoint before
+            assert after[4] == before[5]  # opening equals its closing
+
+
+def test_second_run_and_rebuild_give_the_same_fingerprints(ledger: Ledger, settings) -> None:
+    runs = [(RUNS[2][0], {k: v for _, files in RUNS for k, v in files.items()})]
+    play(ledger, runs)
+    first = stored_versions(ledger)
+    again = ledger.run(as_of=RUNS[2][0])
+    assert again.checkpoints.new_versions == 0
+    assert stored_versions(ledger) == first
+    # A fresh warehouse from the same inbox and key: the same fingerprints.
+    shutil.move(ledger.settings.warehouse, str(ledger.settings.warehouse) + ".old")
+    ledger.run(as_of=RUNS[2][0])
+    assert stored_versions(ledger) == first
+    assert first == model_versions(runs)
+
+
+def test_consistency_proofs_are_stored_and_verify(ledger: Ledger) -> None:
+    from transforms import merkle
+
+    play(ledger, RUNS)
+    rows = ledger.rows(
+        "SELECT v1.tree_size, v1.root, v2.tree_size, v2.root, "
+        "v2.consistency_proof FROM checkpoints v1 JOIN checkpoints v2 "
+        "USING (tenant_id, environment, customer_id, period) "
+        "WHERE v2.version = v1.version + 1"
+    )
+    assert rows
+    for old_size, old_root, new_size, new_root, proof in rows:
+        hashes = [bytes.fromhex(h) for h in json.loads(proof)]
+        if old_size == new_size or old_size == 0:
+            assert hashes == []
+            assert old_root == new_root or old_size == 0
+        else:
+            merkle.verify_consistency(
+                old_size, new_size, bytes.fromhex(old_root), bytes.fromhex(new_root), hashes
+            )
+
+
+def test_future_periods_are_not_checkpointed_and_open_ones_only_on_request(ledger: Ledger) -> None:
+    ledger.land_csv(
+        "x.csv",
+        csv_row("d1", occurred_at="2026-03-10T00:00:00Z"),
+        csv_row("d2", occurred_at="2026-04-10T00:00:00Z"),
+        csv_row("d3", occurred_at="2026-06-10T00:00:00Z"),
+    )
+    ledger.run(as_of=date(2026, 4, 15))
+    assert ledger.rows("SELECT period FROM checkpoints") == [("2026-03",)]
+    ledger.run(as_of=date(2026, 4, 15), include_open_period=True)
+    assert ledger.rows("SELECT period FROM checkpoints ORDER BY 1") == [("2026-03",), ("2026-04",)]
+
+
+def test_tampering_is_caught_by_the_tamper_check_and_by_verify(ledger: Ledger, tmp_path) -> None:
+    play(ledger, RUNS[:1])
+    runner = CliRunner()
+    # a2 (2026-02-01T00:30+01:00) is a January delta in UTC
+    args = ["--tenant", "acme", "--customer", "alice", "--period", "2026-01"]
+    receipt = tmp_path / "receipt.json"
+    assert runner.invoke(app, ["receipt", *args, "--out", str(receipt)]).exit_code == 0
+    jwks_file = tmp_path / "jwks.json"
+    jwks_file.write_text(json.dumps(jwks(ledger.settings)))
+    ok = runner.invoke(app, ["verify", str(receipt), "--jwks", str(jwks_file)])
+    assert ok.exit_code == 0, ok.output
+    assert "all checks passed" in ok.output
+
+    con = duckdb.connect(str(ledger.settings.warehouse))
+    con.execute("UPDATE deltas SET amount = -3.05 WHERE delta_id = 'a2'").fetchall()
+    con.close()
+
+    found = runner.invoke(app, ["fingerprints", "--tenant", "acme", "--customer", "alice"])
+    assert found.exit_code == 1
+    candidates = json.loads(found.stdout)
+    flagged = {(c["period"], c["tamperCheck"]["rootMatches"]) for c in candidates}
+    assert flagged == {("2026-01", False), ("2026-02", True)}
+
+    assert runner.invoke(app, ["receipt", *args, "--out", str(receipt)]).exit_code == 0
+    bad = runner.invoke(app, ["verify", str(receipt), "--jwks", str(jwks_file)])
+    assert bad.exit_code == 1
+    assert "FAIL leaves: root" in bad.output and "FAIL leaves: totals" in bad.output
+
+
+def test_rotated_keys_sign_new_checkpoints_and_old_ones_still_verify(ledger: Ledger) -> None:
+    play(ledger, RUNS[:1])
+    runner = CliRunner()
+    assert runner.invoke(app, ["keys", "rotate"]).exit_code == 0
+    play(ledger, RUNS[1:2])
+    keys = {k["kid"]: jwt.PyJWK(k, algorithm="EdDSA").key for k in jwks(ledger.settings)["keys"]}
+    assert len(keys) == 2
+    kids = set()
+    for signature, fingerprint, cid, kid in ledger.rows(
+        "SELECT signature, fingerprint, checkpoint_id, kid FROM checkpoints"
+    ):
+        assert jwt.get_unverified_header(signature)["kid"] == kid
+        claims = jwt.decode(signature, keys[kid], algorithms=["EdDSA"])
+        assert (claims["sub"], claims["fingerprint"]) == (cid, fingerprint)
+        kids.add(kid)
+    assert kids == set(keys)
+    active = jwks(ledger.settings)["keys"][0]["kid"]
+    newest = ledger.rows(
+        "SELECT kid FROM checkpoints WHERE created_at = (SELECT max(created_at) FROM checkpoints)"
+    )
+    assert {k for (k,) in newest} == {active}
+
+
+def test_keys_are_private(ledger: Ledger) -> None:
+    from flows.signing import active_signing_key
+
+    key = active_signing_key(ledger.settings)
+    path = ledger.settings.keys_dir / "signing" / f"{key.kid}.pem"
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("tamper", ["body", "fingerprint", "signature"])
+def test_verify_names_what_failed_in_a_batch_export(ledger: Ledger, tmp_path, tamper) -> None:
+    from flows.receipts import checkpoint_document
+    from flows.verify import verify_document
+    from flows.warehouse import connect
+
+    play(ledger, RUNS[:1])
+    con = connect(ledger.settings.warehouse, read_only=True)
+    rows = (
+        con.sql("SELECT * FROM latest_checkpoints WHERE period = '2026-03' ORDER BY customer_id")
+        .pl()
+        .to_dicts()
+    )
+    con.close()
+    export = {
+        "tenantId": "acme",
+        "environment": "production",
+        "period": "2026-03",
+        "checkpoints": [checkpoint_document(r) for r in rows],
+    }
+    keys = jwks(ledger.settings)
+    assert verify_document(export, keys)[1].ok
+    entry = export["checkpoints"][0]
+    if tamper == "body":
+        entry["body"]["credits"] = "51"
+    elif tamper == "fingerprint":
+        entry["fingerprint"] = "0" * 64
+    else:
+        entry["signature"] = entry["signature"][:-4] + (
+            "AAAA" if entry["signature"][-4:] != "AAAA" else "BBBB"
+        )
+    failed = [c.name.split(": ")[1] for c in verify_document(export, keys)[1] if not c.ok]
+    assert (
+        failed
+        == {
+            "body": ["body", "fingerprint", "checkpointId", "signature"],
+            "fingerprint": ["fingerprint"],
+            "signature": ["signature"],
+        }[tamper]
+    )
