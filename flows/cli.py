@@ -236,6 +236,11 @@ def print_run_summary(summary: dict[str, Any]) -> None:
     table.add_row(
         "leaves hashed", f"{summary['leavesHashed']:,} in {summary['treesHashed']:,} trees"
     )
+    table.add_row(
+        "files published",
+        f"{summary['filesPublished']:,} ({summary['bytesPublished'] / 1e6:,.1f} MB, "
+        f"{summary['runsPublished']} runs)",
+    )
     for stage, seconds in summary["stageSeconds"].items():
         table.add_row(f"time: {stage}", f"{seconds:.2f} s")
     table.add_row("time", f"{summary['seconds']:.2f} s")
@@ -269,12 +274,41 @@ def demo(
         True, lambda: nightly_flow(as_of=_parse_date(as_of, "--as-of"), **_locations(settings))
     )
     print_run_summary(summary)
-    out.print(
-        f"\n[bold]Warehouse[/]  {settings.warehouse}  (open with: duckdb {settings.warehouse})"
+    root = settings.output.rstrip("/")
+    glob = f"{root}/parquet/deltas/**/*.parquet"
+    query = (
+        "SELECT tenant, environment, period, count(*) AS deltas, "
+        "sum(amount) FILTER (WHERE status = 'verified') AS verified_net "
+        f"FROM read_parquet('{glob}', hive_partitioning=1) GROUP BY ALL ORDER BY ALL"
     )
-    out.print(f"[bold]Inbox[/]      {settings.inbox}")
-    out.print(f"[bold]Output[/]     {settings.output}")
-    out.print("Run it again: nothing changes (every file is already ingested).")
+    guide = DEMO_GUIDE.format(
+        inbox=settings.inbox,
+        warehouse=settings.warehouse,
+        root=root,
+        query=query,
+        period=spec.end_month,
+    )
+    out.print(guide, highlight=False, soft_wrap=True)
+
+
+DEMO_GUIDE = """
+[bold]Where things are[/]
+  inbox      {inbox}  (landing files; a few are broken on purpose)
+  warehouse  {warehouse}  (DuckDB: deltas, delta_events, quarantine, checkpoints, runs)
+  output     {root}
+    parquet/<table>/tenant=/environment=/period=/    BI feed: deltas, customer_periods, checkpoints
+    exports/<tenant>/<env>/customers/<customer>/<period>.csv   each customer's activity
+    exports/<tenant>/<env>/batch-checkpoints/<period>.json     every customer's checkpoint
+    receipts/<tenant>/<env>/<customer>/<period>.json           signed checkpoint and its leaves
+    quarantine/<run>.csv   manifests/LATEST   .well-known/jwks.json
+
+[bold]Try[/]
+  uv run tallyproof verify {root}/receipts/acme/production/cust_00000/{period}.json
+  uv run tallyproof package --tenant acme --customer cust_00000 --period {period} --sample-size 5
+  uv run python -c "import duckdb; print(duckdb.sql(\\"{query}\\"))"
+
+Run it again: nothing changes (every file is already ingested and published).
+"""
 
 
 def main() -> None:
@@ -362,6 +396,47 @@ def receipt(
 
 
 @app.command()
+def package(
+    tenant: Tenant,
+    customer: CustomerOpt,
+    period: Annotated[str, typer.Option(help="YYYY-MM")],
+    sample_size: Annotated[int, typer.Option(help="leaves to sample, 1-1000")] = 10,
+    nonce: Annotated[str | None, typer.Option(help="default: 32 random hex")] = None,
+    chain: Annotated[int, typer.Option(help="earlier checkpoints to include")] = 1,
+    env: Environment = "production",
+    warehouse: Warehouse = None,
+    output: Output = None,
+) -> None:
+    """Make a signed verification package and store it under packages/ in the output."""
+    from flows.packages import build_package, store_package
+    from flows.signing import active_signing_key
+    from flows.storage import open_location
+
+    settings = _settings(warehouse=warehouse, output=output)
+    who = _customer(tenant, env, customer)
+    con = _read_warehouse(warehouse)
+    try:
+        document = build_package(
+            con,
+            who,
+            period,
+            sample_size=sample_size,
+            nonce=nonce,
+            chain_length=chain,
+            key=active_signing_key(settings),
+        )
+    finally:
+        con.close()
+    path = store_package(open_location(settings.output), who, document)
+    console.print(
+        f"[green]package[/] {document['packageId']}: {len(document['entries'])} of "
+        f"{document['sample']['population']} leaves, written to "
+        f"{settings.output.rstrip('/')}/{path}"
+    )
+    out.print(path)
+
+
+@app.command()
 def fingerprints(
     tenant: Tenant,
     customer: CustomerOpt,
@@ -423,7 +498,7 @@ def verify(
         out.print(f"[bold]{document}[/] ({kind}), keys from {jwks_source}")
         for check in checks:
             mark = "[green]PASS[/]" if check.ok else "[red]FAIL[/]"
-            out.print(f"  {mark} {check.name}: {check.detail}", highlight=False)
+            out.print(f"  {mark} {check.name}: {check.detail}", highlight=False, soft_wrap=True)
         failed = sum(not c.ok for c in checks)
         out.print(
             "[green]all checks passed[/]"

@@ -22,7 +22,7 @@ from flows.config import Settings, get_settings
 from flows.errors import StorageError
 from flows.ingest import IngestSummary, ingest_inbox
 from flows.keys import salt_key
-from flows.publish import publish_jwks
+from flows.publish import PublishSummary, publish
 from flows.runs import finish_run, new_run_id, start_run
 from flows.signing import active_signing_key
 from flows.summaries import refresh_customer_periods
@@ -42,6 +42,7 @@ class RunReport:
     summaries_written: int = 0
     checkpoints: CheckpointSummary = field(default_factory=CheckpointSummary)
     last_period: str = ""
+    publication: PublishSummary = field(default_factory=PublishSummary)
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
@@ -68,6 +69,10 @@ class RunReport:
             "checkpointsFirstVersions": self.checkpoints.first_versions,
             "treesHashed": self.checkpoints.trees_hashed,
             "leavesHashed": self.checkpoints.leaves_hashed,
+            "filesPublished": self.publication.files,
+            "bytesPublished": self.publication.bytes,
+            "runsPublished": len(self.publication.runs),
+            "manifest": self.publication.manifest,
             "stageSeconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
             "seconds": round(sum(self.stage_seconds.values()), 3),
         }
@@ -139,14 +144,14 @@ def checkpoints_task(
 
 
 @task(
-    name="publish-jwks",
+    name="publish",
     retries=2,
     retry_delay_seconds=[2, 10],
     retry_condition_fn=_transient,
     cache_policy=NO_CACHE,
 )
-def jwks_task(settings: Settings) -> str:
-    return publish_jwks(settings)
+def publish_task(con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str) -> PublishSummary:
+    return publish(con, settings, run_id)
 
 
 def run_nightly(
@@ -174,7 +179,7 @@ def run_nightly(
                     con, settings, report.run_id, report.last_period
                 )
             with _timed(report, "publish"):
-                jwks_task(settings)
+                report.publication = publish_task(con, settings, report.run_id)
         except BaseException:
             finish_run(con, report.run_id, "failed", report.as_json())
             raise

@@ -105,6 +105,26 @@ class Location:
         except (OSError, pa.ArrowException) as err:
             raise StorageError(f"cannot write {self.uri}/{relative}: {err}") from err
 
+    def move(self, source: str, target: str) -> None:
+        """Move a file within the location (a rename on disk, copy and delete on S3)."""
+        try:
+            if not self.is_s3:
+                self.fs.create_dir(posixpath.dirname(self.path(target)), recursive=True)
+            self.fs.move(self.path(source), self.path(target))
+        except (OSError, pa.ArrowException) as err:
+            raise StorageError(f"cannot move {self.uri}/{source} to {target}: {err}") from err
+
+    def delete_folder(self, relative: str) -> None:
+        """Delete a folder and everything below it; nothing happens if it does not exist."""
+        try:
+            self.fs.delete_dir(self.path(relative))
+        except FileNotFoundError:
+            return
+        except (OSError, pa.ArrowException) as err:
+            if "does not exist" in str(err) or "not found" in str(err).lower():
+                return
+            raise StorageError(f"cannot delete {self.uri}/{relative}: {err}") from err
+
     def delete(self, relative: str) -> None:
         try:
             self.fs.delete_file(self.path(relative))

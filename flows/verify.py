@@ -250,6 +250,8 @@ def document_kind(document: object) -> str:
     spec = document.get("spec", "")
     if spec == "tallyproof/receipt/v1":
         return "receipt"
+    if spec == "tallyproof/verification-package/v1":
+        return "package"
     if "checkpoints" in document:
         return "batch-export"
     if "body" in document and "fingerprint" in document:
@@ -266,10 +268,14 @@ def verify_document(document: object, jwks: dict[str, Any]) -> tuple[str, Checks
         return kind, verifier.receipt(document)  # type: ignore[arg-type]
     if kind == "batch-export":
         return kind, verifier.batch_export(document)  # type: ignore[arg-type]
+    if kind == "package":
+        from flows.packages import verify_package  # packages build on this module
+
+        return kind, verify_package(verifier, document)  # type: ignore[arg-type]
     if kind == "checkpoint":
         checks = Checks()
         verifier.checkpoint(checks, "checkpoint", document)  # type: ignore[arg-type]
         return kind, checks
     checks = Checks()
-    checks.add("document", False, "not a receipt or a checkpoint export")
+    checks.add("document", False, "not a receipt, package or checkpoint export")
     return kind, checks
