@@ -32,6 +32,7 @@ from flows.config import Settings  # noqa: E402
 from flows.generate import generate_landing_files  # noqa: E402
 from flows.ingest import ingest_inbox  # noqa: E402
 from flows.pipeline import open_warehouse  # noqa: E402
+from flows.publish import publish  # noqa: E402
 from flows.runs import new_run_id, start_run  # noqa: E402
 from flows.signing import active_signing_key  # noqa: E402
 from flows.summaries import refresh_customer_periods  # noqa: E402
@@ -160,6 +161,13 @@ def main() -> None:
                     con, run_id=run_id, max_period=spec.end_month, key=active_signing_key(settings)
                 )
             )
+        published: list[Any] = []
+        with measured(report, "publish (local)", "files", lambda: published[0].files):
+            published.append(publish(con, settings, run_id))
+        report.stages[-1].notes = (
+            f"{published[0].bytes / 1e6:,.0f} MB, "
+            f"{published[0].bytes / 1e6 / report.stages[-1].seconds:,.1f} MB/s"
+        )
         merkle_stage(report, con)
 
     floor = sha256_floor()

@@ -21,6 +21,10 @@ for name in list(os.environ):
     if name.startswith("TALLYPROOF_"):
         del os.environ[name]
 
+import logging  # noqa: E402
+
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
 from flows.config import Settings, get_settings  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -102,7 +106,7 @@ class Ledger:
         return self.land(name, "\n".join([HEADER, *rows]) + "\n")
 
     def ingest(self):  # -> IngestSummary
-        return self.run(checkpoint=False).ingest
+        return self.run(checkpoint=False, publish=False).ingest
 
     def run(
         self,
@@ -110,6 +114,7 @@ class Ledger:
         *,
         include_open_period: bool = False,
         checkpoint: bool = True,
+        publish: bool = True,
     ):
         """A nightly run's stages as plain functions (no Prefect): ingest, summaries,
         checkpoints up to the last period `as_of` allows."""
@@ -117,6 +122,7 @@ class Ledger:
         from flows.ingest import ingest_inbox
         from flows.keys import salt_key
         from flows.pipeline import RunReport, open_warehouse
+        from flows.publish import publish as publish_outputs
         from flows.runs import finish_run, new_run_id, start_run
         from flows.signing import active_signing_key
         from flows.summaries import refresh_customer_periods
@@ -140,6 +146,8 @@ class Ledger:
                     max_period=report.last_period,
                     key=active_signing_key(self.settings),
                 )
+            if publish:
+                report.publication = publish_outputs(con, self.settings, report.run_id)
             finish_run(con, report.run_id, "succeeded", report.as_json())
         return report
 
@@ -156,3 +164,41 @@ class Ledger:
 @pytest.fixture
 def ledger(settings: Settings) -> Ledger:
     return Ledger(settings)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-compatible server on loopback (moto's server mode), for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket on the loopback server, with the standard AWS variables pointing at it."""
+    import uuid
+
+    from flows.storage import s3_filesystem
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    bucket = f"tallyproof-{uuid.uuid4().hex[:12]}"
+    s3_filesystem().create_dir(bucket)
+    return bucket

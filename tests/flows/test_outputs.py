@@ -1,0 +1,454 @@
+"""Outputs (SPEC sections 5 and 6) on a local folder and on a real S3-compatible server.
+
+One class, two backends: the `outputs` fixture is the only thing that differs.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+import polars as pl
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from flows.errors import StorageError
+from flows.fingerprints import Customer
+from flows.packages import build_package
+from flows.publish import LATEST, read_latest
+from flows.receipts import build_receipt
+from flows.signing import active_signing_key, jwks
+from flows.storage import Location, open_location
+from flows.verify import verify_document
+from flows.warehouse import connect
+from tests.conftest import Ledger, csv_row
+
+AS_OF = date(2026, 5, 2)
+FIRST = [
+    csv_row("a1", customer="alice", amount="100", occurred_at="2026-02-03T10:00:00Z"),
+    csv_row(
+        "a2",
+        customer="alice",
+        amount="-12.5",
+        reason='=HYPERLINK("x")',
+        occurred_at="2026-03-01T00:10:00+01:00",
+    ),
+    csv_row(
+        "a3",
+        customer="alice",
+        amount="-0.000001",
+        status="pending",
+        occurred_at="2026-03-05T00:00:00Z",
+    ),
+    csv_row(
+        "b1",
+        customer="bob:2",
+        amount="50",
+        reason='quoted "text", comma\nand a line',
+        metadata='{"plan":"pro","é":"ü"}',
+        occurred_at="2026-03-15T00:00:00Z",
+    ),
+    csv_row(
+        "b2", customer="bob:2", amount="-7", status="failed", occurred_at="2026-04-01T00:00:00Z"
+    ),
+    csv_row(
+        "s1",
+        environment="sandbox",
+        customer="alice",
+        amount="1",
+        occurred_at="2026-04-10T00:00:00Z",
+    ),
+    csv_row("b3", customer="bob:2", amount="-20.25", occurred_at="2026-04-02T00:00:00Z"),
+    csv_row("b4", customer="bob:2", amount="3", occurred_at="2026-04-03T00:00:00Z"),
+    csv_row("bad", amount="1e3"),
+]
+SECOND = [csv_row("a3", customer="alice", amount="-0.000001", occurred_at="2026-03-05T00:00:00Z")]
+
+
+class Outputs:
+    def __init__(self, ledger: Ledger, root: str) -> None:
+        self.ledger = ledger
+        self.root = root
+        self.location: Location = open_location(root)
+
+    def read(self, path: str) -> bytes:
+        return self.location.read_bytes(path)
+
+    def manifest(self) -> dict[str, Any]:
+        latest = read_latest(self.location)
+        assert latest is not None
+        return latest
+
+    def manifest_files(self, manifest: dict[str, Any] | None = None) -> pl.DataFrame:
+        manifest = manifest or self.manifest()
+        return pl.read_parquet(io.BytesIO(self.read(manifest["files"]["path"])))
+
+    def dataset(self, table: str) -> ds.Dataset:
+        base = self.location.path(f"parquet/{table}")
+        return ds.dataset(base, filesystem=self.location.fs, format="parquet", partitioning="hive")
+
+
+@pytest.fixture(params=["local", "s3"])
+def outputs(request: pytest.FixtureRequest, ledger: Ledger) -> Outputs:
+    if request.param == "s3":
+        bucket = request.getfixturevalue("s3_bucket")
+        root = f"s3://{bucket}/published"
+    else:
+        root = str(ledger.settings.data_dir / "output")
+    ledger.settings = ledger.settings.with_overrides(output=root)
+    ledger.land_csv("2026-05-01.csv", *FIRST)
+    ledger.run(as_of=AS_OF)
+    return Outputs(ledger, root)
+
+
+def warehouse(outputs: Outputs, query: str) -> list[tuple]:
+    return outputs.ledger.rows(query)
+
+
+class TestOutputs:
+    def test_layout(self, outputs: Outputs) -> None:
+        paths = set(outputs.manifest_files()["path"].to_list())
+        run_id = outputs.manifest()["publicationId"]
+        for path in [
+            ".well-known/jwks.json",
+            f"quarantine/{run_id}.csv",
+            "exports/acme/production/customers/alice/2026-02.csv",
+            "exports/acme/production/customers/bob:2/2026-03.csv",
+            "exports/acme/sandbox/customers/alice/2026-04.csv",
+            "exports/acme/production/batch-checkpoints/2026-03.csv",
+            "exports/acme/production/batch-checkpoints/2026-03.json",
+            "receipts/acme/production/bob:2/2026-04.json",
+            f"parquet/deltas/tenant=acme/environment=production/period=2026-03/part-{run_id}.parquet",
+            f"parquet/customer_periods/tenant=acme/environment=sandbox/period=2026-04/part-{run_id}.parquet",
+            f"parquet/checkpoints/tenant=acme/environment=production/period=2026-02/part-{run_id}.parquet",
+        ]:
+            assert path in paths, path
+            assert outputs.location.exists(path), path
+        assert not any(p.startswith("_staging") for p in paths)
+
+    def test_manifest_describes_every_file(self, outputs: Outputs) -> None:
+        files = outputs.manifest_files()
+        assert files.height == outputs.manifest()["totals"]["files"]
+        for path, size, rows, sha in files.iter_rows():
+            data = outputs.read(path)
+            assert (len(data), hashlib.sha256(data).hexdigest()) == (size, sha), path
+            if path.endswith(".parquet"):
+                assert pq.read_metadata(io.BytesIO(data)).num_rows == rows
+            elif path.endswith(".csv"):
+                assert len(list(csv.reader(io.StringIO(data.decode(), newline="")))) == rows + 1
+        listed = {e["path"] for entries in outputs.manifest()["parquet"].values() for e in entries}
+        assert listed == {p for p in files["path"] if p.endswith(".parquet")}
+
+    def test_activity_csv(self, outputs: Outputs) -> None:
+        data = outputs.read("exports/acme/production/customers/alice/2026-03.csv")
+        assert not data.startswith(b"\xef\xbb\xbf") and b"\r\n" in data
+        rows = list(csv.DictReader(io.StringIO(data.decode(), newline="")))
+        # a2 is 2026-02-29T23:10Z, so February; March holds a3 only
+        assert [(r["delta_id"], r["amount"], r["status"], r["leaf_index"]) for r in rows] == [
+            ("a3", "-0.000001", "pending", "")
+        ]
+        feb = list(
+            csv.DictReader(
+                io.StringIO(
+                    outputs.read("exports/acme/production/customers/alice/2026-02.csv").decode(),
+                    newline="",
+                )
+            )
+        )
+        assert [(r["delta_id"], r["reason"], r["occurred_at"]) for r in feb] == [
+            ("a1", "usage", "2026-02-03T10:00:00.000000Z"),
+            ("a2", '\'=HYPERLINK("x")', "2026-02-28T23:10:00.000000Z"),
+        ]
+        bob = list(
+            csv.DictReader(
+                io.StringIO(
+                    outputs.read("exports/acme/production/customers/bob:2/2026-03.csv").decode(),
+                    newline="",
+                )
+            )
+        )
+        assert bob[0]["reason"] == 'quoted "text", comma\nand a line'
+        assert json.loads(bob[0]["metadata"]) == {"plan": "pro", "é": "ü"}
+
+    def test_batch_exports_verify(self, outputs: Outputs) -> None:
+        keys = json.loads(outputs.read(".well-known/jwks.json"))
+        document = json.loads(
+            outputs.read("exports/acme/production/batch-checkpoints/2026-03.json")
+        )
+        kind, checks = verify_document(document, keys)
+        assert kind == "batch-export" and checks.ok, [c for c in checks if not c.ok]
+        assert [c["body"]["customerId"] for c in document["checkpoints"]] == ["alice", "bob:2"]
+        rows = list(
+            csv.DictReader(
+                io.StringIO(
+                    outputs.read("exports/acme/production/batch-checkpoints/2026-03.csv").decode(),
+                    newline="",
+                )
+            )
+        )
+        snake = {
+            "closingBalance": "closing_balance",
+            "customerId": "customer_id",
+            "openingBalance": "opening_balance",
+            "tenantId": "tenant_id",
+            "treeSize": "tree_size",
+        }
+        for row, entry in zip(rows, document["checkpoints"], strict=True):
+            for key, value in entry["body"].items():
+                assert row[snake.get(key, key)] == str(value)
+            assert (row["checkpoint_id"], row["fingerprint"], row["created_at"]) == (
+                entry["checkpointId"],
+                entry["fingerprint"],
+                entry["createdAt"],
+            )
+
+    def test_receipts_match_the_library_and_verify(self, outputs: Outputs) -> None:
+        keys = json.loads(outputs.read(".well-known/jwks.json"))
+        con = connect(outputs.ledger.settings.warehouse, read_only=True)
+        try:
+            for customer, period in [
+                ("alice", "2026-02"),
+                ("bob:2", "2026-03"),
+                ("bob:2", "2026-04"),
+            ]:
+                published = json.loads(
+                    outputs.read(f"receipts/acme/production/{customer}/{period}.json")
+                )
+                assert published == build_receipt(
+                    con, Customer("acme", "production", customer), period
+                )
+                assert verify_document(published, keys)[1].ok
+        finally:
+            con.close()
+
+    def test_bi_readers_agree_with_the_warehouse(self, outputs: Outputs) -> None:
+        expected = warehouse(
+            outputs, "SELECT count(*), sum(amount) FILTER (WHERE status = 'verified') FROM deltas"
+        )[0]
+        table = outputs.dataset("deltas").to_table()
+        via_arrow = (
+            table.num_rows,
+            sum(
+                Decimal(str(a))
+                for a, s in zip(
+                    table["amount"].to_pylist(), table["status"].to_pylist(), strict=True
+                )
+                if s == "verified"
+            ),
+        )
+        assert via_arrow == expected
+        assert set(table["tenant"].to_pylist()) == {"acme"}
+        duck = duckdb.connect()
+        duck.register("deltas_feed", outputs.dataset("deltas"))
+        via_duckdb = duck.execute(
+            "SELECT count(*), sum(amount) FILTER (WHERE status = 'verified') FROM deltas_feed"
+        ).fetchone()
+        assert via_duckdb == expected
+        if not outputs.location.is_s3:
+            glob = f"{outputs.root}/parquet/deltas/**/*.parquet"
+            via_glob = duckdb.execute(
+                f"SELECT count(*), sum(amount) FILTER (WHERE status = "
+                f"'verified') FROM read_parquet('{glob}', hive_partitioning=1)"
+            ).fetchone()
+            assert via_glob == expected
+            frame = pl.scan_parquet(glob, hive_partitioning=True).collect()
+        else:
+            import os
+
+            endpoint = os.environ["AWS_ENDPOINT_URL"]
+            frame = pl.scan_parquet(
+                f"{outputs.root}/parquet/deltas/**/*.parquet",
+                hive_partitioning=True,
+                storage_options={
+                    "aws_endpoint_url": endpoint,
+                    "aws_allow_http": "true",
+                    "aws_access_key_id": "testing",
+                    "aws_secret_access_key": "testing",
+                    "aws_region": "us-east-1",
+                },
+            ).collect()
+        via_polars = (frame.height, frame.filter(pl.col("status") == "verified")["amount"].sum())
+        assert via_polars == expected
+        assert frame["period"].unique().sort().to_list() == ["2026-02", "2026-03", "2026-04"]
+
+    def test_a_nightly_run_rewrites_only_what_changed(self, outputs: Outputs) -> None:
+        first = outputs.manifest()
+        outputs.ledger.land_csv("2026-05-02.csv", *SECOND)
+        outputs.ledger.run(as_of=AS_OF)
+        second = outputs.manifest()
+        assert second["previous"] == f"manifests/{first['publicationId']}.json"
+        written = set(outputs.manifest_files(second)["path"].to_list())
+        run_id = second["publicationId"]
+        assert written == {
+            ".well-known/jwks.json",
+            f"quarantine/{run_id}.csv",
+            "exports/acme/production/customers/alice/2026-03.csv",
+            "exports/acme/production/batch-checkpoints/2026-03.csv",
+            "exports/acme/production/batch-checkpoints/2026-03.json",
+            "receipts/acme/production/alice/2026-03.json",
+            f"parquet/deltas/tenant=acme/environment=production/period=2026-03/part-{run_id}.parquet",
+            f"parquet/checkpoints/tenant=acme/environment=production/period=2026-03/part-{run_id}.parquet",
+            f"parquet/customer_periods/tenant=acme/environment=production/period=2026-03/part-{run_id}.parquet",
+        }
+        # The old partition file is gone, the others are untouched and still listed.
+        folder = "parquet/deltas/tenant=acme/environment=production"
+        old = f"{folder}/period=2026-03/part-{first['publicationId']}.parquet"
+        assert not outputs.location.exists(old)
+        feb = f"{folder}/period=2026-02/part-{first['publicationId']}.parquet"
+        assert feb in {e["path"] for e in second["parquet"]["deltas"]}
+        assert outputs.location.exists(feb)
+        table = outputs.dataset("deltas").to_table()
+        assert table.num_rows == 8
+
+    def test_verification_package(self, outputs: Outputs) -> None:
+        keys = jwks(outputs.ledger.settings)
+        package = self._package(outputs)
+        kind, checks = verify_document(package, keys)
+        assert kind == "package" and checks.ok, [c for c in checks if not c.ok]
+        assert [e["index"] for e in package["entries"]] == [0, 1]
+        assert package["chain"][0]["fingerprint"] == package["checkpoint"]["body"]["previous"]
+        assert package["packageId"].startswith("vpk_") and len(package["packageId"]) == 30
+        stored = json.loads(
+            outputs.read(f"packages/acme/production/bob:2/{package['packageId']}.json")
+        )
+        assert stored == package
+
+    @pytest.mark.parametrize(
+        ("tamper", "fails"),
+        [
+            ("leaf", "entry 0: leafHash"),
+            ("leaf_and_hash", "entry 0: proof"),
+            ("proof", "entry 0: proof"),
+            ("index", "sample: indices"),
+            ("nonce", "sample: seed"),
+            ("signature", "package: signature"),
+            ("chain", "chain[0]: balances"),
+        ],
+    )
+    def test_a_changed_byte_fails_the_package(
+        self, outputs: Outputs, tamper: str, fails: str
+    ) -> None:
+        package = self._package(outputs)
+        entry = package["entries"][0]
+        if tamper == "leaf":
+            entry["leaf"]["amount"] = "51"
+        elif tamper == "leaf_and_hash":
+            entry["leaf"]["amount"] = "51"
+            from transforms import merkle
+            from transforms.jcs import canonicalize
+
+            entry["leafHash"] = merkle.leaf_hash(canonicalize(entry["leaf"])).hex()
+        elif tamper == "proof":
+            entry["proof"][0] = ("0" if entry["proof"][0][0] != "0" else "1") + entry["proof"][0][
+                1:
+            ]
+        elif tamper == "index":
+            entry["index"] = 1
+        elif tamper == "nonce":
+            package["sample"]["nonce"] += "x"
+        elif tamper == "signature":
+            signature = package["signature"]
+            package["signature"] = signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB")
+        else:
+            package["chain"][0]["body"]["closingBalance"] = "1"
+        _, checks = verify_document(package, jwks(outputs.ledger.settings))
+        failed = [f"{c.name}" for c in checks if not c.ok]
+        assert fails in failed, failed
+        if tamper != "signature":
+            assert "package: signature" in failed  # any change breaks the package signature
+
+    def _package(self, outputs: Outputs) -> dict[str, Any]:
+        from flows.packages import store_package
+
+        con = connect(outputs.ledger.settings.warehouse, read_only=True)
+        try:
+            who = Customer("acme", "production", "bob:2")
+            package = build_package(
+                con,
+                who,
+                "2026-04",
+                sample_size=5,
+                nonce="n",
+                key=active_signing_key(outputs.ledger.settings),
+            )
+        finally:
+            con.close()
+        store_package(outputs.location, who, package)
+        return package
+
+    @pytest.mark.parametrize("fail_at", ["parquet", "staging", "promote", "latest"])
+    def test_a_crash_while_publishing_keeps_the_previous_state(
+        self, outputs: Outputs, fail_at: str
+    ) -> None:
+        before = outputs.manifest()
+        before_files = outputs.manifest_files(before)
+        outputs.ledger.land_csv("2026-05-02.csv", *SECOND)
+
+        class Killed(Exception):
+            pass
+
+        write, move = Location.write_bytes, Location.move
+
+        def failing_write(self: Location, relative: str, data: bytes) -> None:
+            if (
+                (
+                    fail_at == "parquet"
+                    and relative.endswith(".parquet")
+                    and relative.startswith("parquet/customer_periods")
+                )
+                or (fail_at == "staging" and "receipts/" in relative)
+                or (fail_at == "latest" and relative == LATEST)
+            ):
+                raise Killed(relative)
+            write(self, relative, data)
+
+        def failing_move(self: Location, source: str, target: str) -> None:
+            if fail_at == "promote" and "batch-checkpoints" in target:
+                raise Killed(target)
+            move(self, source, target)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(Location, "write_bytes", failing_write)
+            patch.setattr(Location, "move", failing_move)
+            with pytest.raises(Killed):
+                outputs.ledger.run(as_of=AS_OF)
+
+        assert outputs.manifest()["publicationId"] == before["publicationId"]
+        for path, size, _, sha in before_files.iter_rows():
+            if path.endswith(".parquet") or fail_at not in ("promote", "latest"):
+                data = outputs.read(path)
+                assert (len(data), hashlib.sha256(data).hexdigest()) == (size, sha), path
+        # The next run publishes what the crashed one could not.
+        outputs.ledger.run(as_of=AS_OF)
+        after = outputs.manifest()
+        assert len(after["runs"]) == 2
+        for path, size, _, sha in outputs.manifest_files(after).iter_rows():
+            data = outputs.read(path)
+            assert (len(data), hashlib.sha256(data).hexdigest()) == (size, sha), path
+        march = list(
+            csv.DictReader(
+                io.StringIO(
+                    outputs.read("exports/acme/production/customers/alice/2026-03.csv").decode(),
+                    newline="",
+                )
+            )
+        )
+        assert [(r["delta_id"], r["status"]) for r in march] == [("a3", "verified")]
+        assert outputs.dataset("deltas").to_table().num_rows == 8
+        assert not any(f.relative.startswith("_staging") for f in outputs.location.list_files())
+
+
+def test_a_permanent_storage_error_fails_the_run_clearly(ledger: Ledger, s3_bucket: str) -> None:
+    ledger.settings = ledger.settings.with_overrides(output="s3://no-such-bucket-here/out")
+    ledger.land_csv("2026-05-01.csv", *FIRST)
+    with pytest.raises(StorageError) as failure:
+        ledger.run(as_of=AS_OF)
+    assert "no-such-bucket-here" in failure.value.message
+    assert ledger.rows("SELECT count(*) FROM runs WHERE published_at IS NOT NULL") == [(0,)]
