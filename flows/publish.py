@@ -217,7 +217,7 @@ class _Writer:
         target = file.path
         if file.kind == "fixed":
             target = f"{STAGING}/{self.publication_id}/{file.path}"
-        self.location.write_bytes(target, file.data)
+        self.location.write_bytes(target, file.data, atomic=file.kind != "fixed")
         progress.advance(STEP)
         if file.kind == "fixed":
             self.staged.append(file.path)
@@ -294,6 +294,7 @@ def _clean_up(
                     location.delete(stored.relative)
                     removed += 1
     location.delete_folder(STAGING)
+    location.forget_folders()
     return removed
 
 

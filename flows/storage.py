@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import posixpath
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -37,6 +37,7 @@ class Location:
     fs: pafs.FileSystem
     root: str
     uri: str
+    _folders: set[str] = field(default_factory=set, compare=False, repr=False)
 
     @property
     def is_s3(self) -> bool:
@@ -51,6 +52,10 @@ class Location:
 
     def child(self, relative: str) -> Location:
         return Location(self.fs, self.path(relative), f"{self.uri.rstrip('/')}/{relative}")
+
+    def forget_folders(self) -> None:
+        """Forget which folders exist (after deleting some)."""
+        self._folders.clear()
 
     def list_files(self, prefix: str = "") -> list[StoredFile]:
         """Every file below `prefix`, sorted by relative path; names starting with `.` or `_`
@@ -83,11 +88,12 @@ class Location:
         info = self.fs.get_file_info(self.path(relative))
         return info.type == pafs.FileType.File
 
-    def write_bytes(self, relative: str, data: bytes) -> None:
+    def write_bytes(self, relative: str, data: bytes, *, atomic: bool = True) -> None:
         """Write a whole file; a reader sees the old file or the new one, never a part.
 
         S3 PUTs are atomic by themselves; on a local disk the bytes go to a hidden temporary
-        name in the same folder first and are renamed into place.
+        name in the same folder first and are renamed into place. `atomic=False` skips the
+        rename, for files nobody reads yet (a staging area).
         """
         target = self.path(relative)
         try:
@@ -95,7 +101,11 @@ class Location:
                 with self.fs.open_output_stream(target) as stream:
                     stream.write(data)
                 return
-            self.fs.create_dir(posixpath.dirname(target), recursive=True)
+            self._ensure_folder(posixpath.dirname(target))
+            if not atomic:
+                with self.fs.open_output_stream(target) as stream:
+                    stream.write(data)
+                return
             temporary = posixpath.join(
                 posixpath.dirname(target), f".{posixpath.basename(target)}.{uuid.uuid4().hex}.tmp"
             )
@@ -105,11 +115,17 @@ class Location:
         except (OSError, pa.ArrowException) as err:
             raise StorageError(f"cannot write {self.uri}/{relative}: {err}") from err
 
+    def _ensure_folder(self, folder: str) -> None:
+        # Folders are made once per Location: a stat per file is most of a small file's cost.
+        if folder not in self._folders:
+            self.fs.create_dir(folder, recursive=True)
+            self._folders.add(folder)
+
     def move(self, source: str, target: str) -> None:
         """Move a file within the location (a rename on disk, copy and delete on S3)."""
         try:
             if not self.is_s3:
-                self.fs.create_dir(posixpath.dirname(self.path(target)), recursive=True)
+                self._ensure_folder(posixpath.dirname(self.path(target)))
             self.fs.move(self.path(source), self.path(target))
         except (OSError, pa.ArrowException) as err:
             raise StorageError(f"cannot move {self.uri}/{source} to {target}: {err}") from err
