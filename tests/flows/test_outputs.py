@@ -396,7 +396,7 @@ class TestOutputs:
 
         write, move = Location.write_bytes, Location.move
 
-        def failing_write(self: Location, relative: str, data: bytes) -> None:
+        def failing_write(self: Location, relative: str, data: bytes, **options: bool) -> None:
             if (
                 (
                     fail_at == "parquet"
@@ -407,7 +407,7 @@ class TestOutputs:
                 or (fail_at == "latest" and relative == LATEST)
             ):
                 raise Killed(relative)
-            write(self, relative, data)
+            write(self, relative, data, **options)
 
         def failing_move(self: Location, source: str, target: str) -> None:
             if fail_at == "promote" and "batch-checkpoints" in target:
