@@ -3,17 +3,25 @@
 Both backends are pyarrow filesystems, so the code above this module never asks which one it
 has. S3 is configured with the standard AWS variables (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`,
 `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`); a custom endpoint uses path-style addressing, which every
-S3-compatible server understands. Transient S3 errors are retried by the AWS SDK's standard
-strategy with exponential backoff; what still fails is raised as `StorageError`.
+S3-compatible server understands.
+
+Transient S3 errors are retried twice over: by the AWS SDK's standard strategy inside each call,
+and here around each whole operation, because the SDK gives up on some of them (a 503 SlowDown
+on a GetObject surfaces as INTERNAL_FAILURE, unretried). Permanent errors (no such bucket,
+access denied) fail at once. What still fails is raised as `StorageError`, naming the path.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import posixpath
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlparse
 
 import pyarrow as pa
@@ -21,13 +29,48 @@ import pyarrow.fs as pafs
 
 from flows.errors import StorageError
 
-S3_ATTEMPTS = 6
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+S3_ATTEMPTS = 6  # the SDK's attempts per call
+OPERATION_ATTEMPTS = 5  # our attempts per operation, with exponential backoff
+BACKOFF_SECONDS = 0.2
+TRANSIENT_MARKERS = (
+    "SlowDown",
+    "ServiceUnavailable",
+    "INTERNAL_FAILURE",
+    "NETWORK_CONNECTION",
+    "RequestTimeout",
+    "InternalError",
+    "HTTP status 500",
+    "HTTP status 502",
+    "HTTP status 503",
+    "HTTP status 504",
+    "Connection reset",
+    "timed out",
+    "Failed to flush",
+)
+PERMANENT_MARKERS = (
+    "NoSuchBucket",
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "HTTP status 403",
+    "HTTP status 404",
+)
 
 
 @dataclass(frozen=True)
 class StoredFile:
     relative: str  # POSIX path below the location's root
     size: int
+
+
+def _is_transient(error: BaseException) -> bool:
+    text = str(error)
+    return not any(m in text for m in PERMANENT_MARKERS) and any(
+        m in text for m in TRANSIENT_MARKERS
+    )
 
 
 @dataclass(frozen=True)
@@ -50,8 +93,22 @@ class Location:
             raise StorageError(f"refusing path {relative!r}: it is not a plain relative path")
         return f"{self.root}/{relative}" if self.root else relative
 
-    def child(self, relative: str) -> Location:
-        return Location(self.fs, self.path(relative), f"{self.uri.rstrip('/')}/{relative}")
+    def _call(self, what: str, operation: Callable[[], T]) -> T:
+        """Run one storage operation, retrying transient S3 errors with backoff."""
+        attempts = OPERATION_ATTEMPTS if self.is_s3 else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return operation()
+            except (OSError, pa.ArrowException) as err:
+                if (
+                    isinstance(err, FileNotFoundError)
+                    or attempt == attempts
+                    or not _is_transient(err)
+                ):
+                    raise StorageError(f"cannot {what} {self.uri}: {err}") from err
+                log.warning("retrying %s (attempt %d): %s", what, attempt, err)
+                time.sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
 
     def forget_folders(self) -> None:
         """Forget which folders exist (after deleting some)."""
@@ -59,14 +116,10 @@ class Location:
 
     def list_files(self, prefix: str = "") -> list[StoredFile]:
         """Every file below `prefix`, sorted by relative path; names starting with `.` or `_`
-        (uploads in progress, markers) are left out."""
+        (uploads in progress, markers, staging) are left out."""
         base = self.path(prefix) if prefix else self.root
-        try:
-            infos = self.fs.get_file_info(
-                pafs.FileSelector(base, recursive=True, allow_not_found=True)
-            )
-        except (OSError, pa.ArrowException) as err:
-            raise StorageError(f"cannot list {self.uri}/{prefix}: {err}") from err
+        selector = pafs.FileSelector(base, recursive=True, allow_not_found=True)
+        infos = self._call(f"list {prefix or '/'} in", lambda: self.fs.get_file_info(selector))
         found = []
         for info in infos:
             if info.type != pafs.FileType.File:
@@ -78,14 +131,16 @@ class Location:
         return sorted(found, key=lambda f: f.relative)
 
     def read_bytes(self, relative: str) -> bytes:
-        try:
+        def read() -> bytes:
             with self.fs.open_input_stream(self.path(relative)) as stream:
                 return stream.read()
-        except (OSError, pa.ArrowException) as err:
-            raise StorageError(f"cannot read {self.uri}/{relative}: {err}") from err
+
+        return self._call(f"read {relative} in", read)
 
     def exists(self, relative: str) -> bool:
-        info = self.fs.get_file_info(self.path(relative))
+        info = self._call(
+            f"look up {relative} in", lambda: self.fs.get_file_info(self.path(relative))
+        )
         return info.type == pafs.FileType.File
 
     def write_bytes(self, relative: str, data: bytes, *, atomic: bool = True) -> None:
@@ -96,7 +151,8 @@ class Location:
         rename, for files nobody reads yet (a staging area).
         """
         target = self.path(relative)
-        try:
+
+        def write() -> None:
             if self.is_s3:
                 with self.fs.open_output_stream(target) as stream:
                     stream.write(data)
@@ -112,8 +168,8 @@ class Location:
             with self.fs.open_output_stream(temporary) as stream:
                 stream.write(data)
             self.fs.move(temporary, target)
-        except (OSError, pa.ArrowException) as err:
-            raise StorageError(f"cannot write {self.uri}/{relative}: {err}") from err
+
+        self._call(f"write {relative} in", write)
 
     def _ensure_folder(self, folder: str) -> None:
         # Folders are made once per Location: a stat per file is most of a small file's cost.
@@ -123,31 +179,29 @@ class Location:
 
     def move(self, source: str, target: str) -> None:
         """Move a file within the location (a rename on disk, copy and delete on S3)."""
-        try:
+
+        def move() -> None:
             if not self.is_s3:
                 self._ensure_folder(posixpath.dirname(self.path(target)))
             self.fs.move(self.path(source), self.path(target))
-        except (OSError, pa.ArrowException) as err:
-            raise StorageError(f"cannot move {self.uri}/{source} to {target}: {err}") from err
+
+        self._call(f"move {source} to {target} in", move)
 
     def delete_folder(self, relative: str) -> None:
         """Delete a folder and everything below it; nothing happens if it does not exist."""
-        try:
-            self.fs.delete_dir(self.path(relative))
-        except FileNotFoundError:
+        info = self._call(
+            f"look up {relative} in", lambda: self.fs.get_file_info(self.path(relative))
+        )
+        if info.type == pafs.FileType.NotFound:
             return
-        except (OSError, pa.ArrowException) as err:
-            if "does not exist" in str(err) or "not found" in str(err).lower():
-                return
-            raise StorageError(f"cannot delete {self.uri}/{relative}: {err}") from err
+        self._call(f"delete {relative} in", lambda: self.fs.delete_dir(self.path(relative)))
 
     def delete(self, relative: str) -> None:
         try:
-            self.fs.delete_file(self.path(relative))
-        except FileNotFoundError:
-            return
-        except (OSError, pa.ArrowException) as err:
-            raise StorageError(f"cannot delete {self.uri}/{relative}: {err}") from err
+            self._call(f"delete {relative} in", lambda: self.fs.delete_file(self.path(relative)))
+        except StorageError as err:
+            if not isinstance(err.__cause__, FileNotFoundError):
+                raise
 
 
 def s3_filesystem() -> pafs.S3FileSystem:
