@@ -184,6 +184,9 @@ def run(
     include_open_period: Annotated[
         bool, typer.Option(help="also checkpoint the current month")
     ] = False,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="fail at once if another run holds the warehouse")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """One nightly run: ingest, summaries, checkpoints, outputs. Idempotent."""
@@ -194,7 +197,10 @@ def run(
     summary = _with_progress(
         not as_json,
         lambda: nightly_flow(
-            as_of=run_date, include_open_period=include_open_period, **_locations(settings)
+            as_of=run_date,
+            include_open_period=include_open_period,
+            wait_for_lock=not no_wait,
+            **_locations(settings),
         ),
     )
     if as_json:

@@ -22,11 +22,13 @@ from flows.config import Settings, get_settings
 from flows.errors import StorageError
 from flows.ingest import IngestSummary, ingest_inbox
 from flows.keys import salt_key
+from flows.locks import writer_lock
 from flows.publish import PublishSummary, publish
-from flows.runs import finish_run, new_run_id, start_run
+from flows.runs import finish_run, new_run_id, start_run, utc_now
 from flows.signing import active_signing_key
+from flows.snapshots import take_snapshot
 from flows.summaries import refresh_customer_periods
-from flows.warehouse import connect, ensure_schema, fetch_one
+from flows.warehouse import connect, ensure_schema, execute, fetch_one
 
 
 @dataclass
@@ -160,31 +162,57 @@ def run_nightly(
     as_of: date | None = None,
     include_open_period: bool = False,
     kind: str = "nightly",
+    wait_seconds: float | None = None,
+    orchestrated: bool = True,
 ) -> RunReport:
-    """One nightly run against `settings`' warehouse; the body of `nightly_flow`."""
+    """One nightly run against `settings`' warehouse; the body of `nightly_flow`.
+
+    Holds the warehouse's writer lock throughout (waiting up to `wait_seconds`, by default
+    `Settings.lock_wait_seconds`), and leaves a read snapshot for the API when it is done.
+    `orchestrated=False` calls the stages as plain functions (tests, tools) instead of as
+    Prefect tasks of the current flow run.
+    """
     report = RunReport(new_run_id(), kind, as_of or datetime.now(UTC).date())
     report.last_period = last_period(report.as_of, include_open_period)
-    with open_warehouse(settings) as con:
-        start_run(con, report.run_id, kind, report.as_of)
-        try:
-            with _timed(report, "ingest"):
-                report.ingest = ingest_task(con, settings, report.run_id)
-            report.customers_touched, report.customer_periods_touched = fetch_one(
-                con, "select_run_touch_counts", {"run_id": report.run_id}
-            )
-            with _timed(report, "summaries"):
-                report.summaries_written = summaries_task(con, report.run_id)
-            with _timed(report, "checkpoints"):
-                report.checkpoints = checkpoints_task(
-                    con, settings, report.run_id, report.last_period
-                )
-            with _timed(report, "publish"):
-                report.publication = publish_task(con, settings, report.run_id)
-        except BaseException:
-            finish_run(con, report.run_id, "failed", report.as_json())
-            raise
-        finish_run(con, report.run_id, "succeeded", report.as_json())
+    wait = settings.lock_wait_seconds if wait_seconds is None else wait_seconds
+    with writer_lock(
+        settings.warehouse, purpose=f"{kind} run {report.run_id}", wait_seconds=wait
+    ) as held:
+        with open_warehouse(settings) as con:
+            if held.crashed_holder:
+                execute(con, "mark_crashed_runs", {"finished_at": utc_now()})
+            start_run(con, report.run_id, kind, report.as_of)
+            try:
+                _stages(con, settings, report, orchestrated)
+            except BaseException:
+                finish_run(con, report.run_id, "failed", report.as_json())
+                raise
+            finish_run(con, report.run_id, "succeeded", report.as_json())
+            con.execute("CHECKPOINT").fetchall()
+        with _timed(report, "snapshot"):
+            take_snapshot(settings, report.run_id)
     return report
+
+
+def _stages(
+    con: duckdb.DuckDBPyConnection, settings: Settings, report: RunReport, orchestrated: bool
+) -> None:
+    def stage(task: Any) -> Any:
+        return task if orchestrated else task.fn
+
+    with _timed(report, "ingest"):
+        report.ingest = stage(ingest_task)(con, settings, report.run_id)
+    report.customers_touched, report.customer_periods_touched = fetch_one(
+        con, "select_run_touch_counts", {"run_id": report.run_id}
+    )
+    with _timed(report, "summaries"):
+        report.summaries_written = stage(summaries_task)(con, report.run_id)
+    with _timed(report, "checkpoints"):
+        report.checkpoints = stage(checkpoints_task)(
+            con, settings, report.run_id, report.last_period
+        )
+    with _timed(report, "publish"):
+        report.publication = stage(publish_task)(con, settings, report.run_id)
 
 
 @flow(name="tallyproof-nightly")
@@ -194,7 +222,15 @@ def nightly_flow(
     inbox: str | None = None,
     output: str | None = None,
     warehouse: str | None = None,
+    wait_for_lock: bool = True,
 ) -> dict[str, Any]:
-    """Ingest new landing files, refresh summaries, make the checkpoints that are due."""
+    """Ingest new landing files, refresh summaries, make the checkpoints that are due, publish
+    the outputs, and leave a read snapshot for the API."""
     settings = get_settings().with_overrides(inbox=inbox, output=output, warehouse=warehouse)
-    return run_nightly(settings, as_of=as_of, include_open_period=include_open_period).as_json()
+    report = run_nightly(
+        settings,
+        as_of=as_of,
+        include_open_period=include_open_period,
+        wait_seconds=None if wait_for_lock else 0.0,
+    )
+    return report.as_json()
