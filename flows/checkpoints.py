@@ -12,10 +12,14 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import duckdb
 import polars as pl
 
+from flows.config import Settings
+from flows.fingerprints import Customer
+from flows.locks import writer_lock
 from flows.runs import utc_now
 from flows.signing import SigningKey, sign_checkpoints
 from flows.warehouse import execute, query_frame, staged, transaction
@@ -62,7 +66,7 @@ def checkpoint_customers(
     with a stale period is taken. Idempotent: a second call makes nothing.
     """
     if customers is None:
-        customers = query_frame(con, "select_stale_customers", {"max_period": max_period})
+        customers = stale_customers(con, max_period)
     summary = CheckpointSummary(customers=customers.height)
     if customers.is_empty():
         return summary
@@ -107,6 +111,19 @@ def checkpoint_customers(
     return summary
 
 
+def stale_customers(
+    con: duckdb.DuckDBPyConnection, max_period: str, customer: Customer | None = None
+) -> pl.DataFrame:
+    """Customers (or just `customer`) with a period up to `max_period` that needs a version."""
+    who = (
+        customer.params()
+        if customer
+        else {"tenant_id": None, "environment": None, "customer_id": None}
+    )
+    who.pop("period", None)
+    return query_frame(con, "select_stale_customers", {"max_period": max_period, **who})
+
+
 def tree_leaf_hashes(con: duckdb.DuckDBPyConnection, trees: pl.DataFrame) -> pl.DataFrame:
     """KEY, `leaf_index`, `leaf_hash` of every leaf of `trees`, sorted by tree and index."""
     if trees.is_empty():
@@ -141,3 +158,71 @@ def consistency_proofs(new: pl.DataFrame, hashes: pl.DataFrame) -> pl.DataFrame:
             rows.append((*tree_key, json.dumps([h.hex() for h in proof])))
     schema = {**{c: pl.String for c in KEY}, "consistency_proof": pl.String}
     return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def ensure_checkpoint(
+    settings: Settings, customer: Customer, period: str, *, today: date, wait_seconds: float
+) -> tuple[dict[str, Any], bool]:
+    """Create the customer's checkpoint of `period` if it is due, or return the latest one.
+
+    The same pass as the nightly run (so the same fingerprint), for one customer, under the
+    writer lock: concurrent requests for one scope make one version, not two. A period of the
+    future cannot be checkpointed; the open one can. Returns (latest row, whether it is new).
+    """
+    from flows.errors import NotFoundError, UnprocessableError
+    from flows.pipeline import open_warehouse
+    from flows.receipts import latest_checkpoint
+    from flows.runs import finish_run, new_run_id, start_run
+    from flows.signing import active_signing_key
+    from flows.snapshots import take_snapshot
+
+    if period > f"{today:%Y-%m}":
+        raise UnprocessableError(
+            f"{period} is in the future and cannot be checkpointed", details={"period": period}
+        )
+    run_id = new_run_id()
+    with writer_lock(
+        settings.warehouse, purpose=f"api checkpoint {run_id}", wait_seconds=wait_seconds
+    ):
+        with open_warehouse(settings) as con:
+            who_params = {k: v for k, v in customer.params().items() if k != "period"}
+            activity = query_frame(con, "api_select_customer_periods", who_params)
+            if activity.is_empty():
+                raise NotFoundError(
+                    f"no customer {customer.customer_id!r}",
+                    details={"customerId": customer.customer_id},
+                )
+            if period not in set(activity["period"].to_list()):
+                raise UnprocessableError(
+                    f"{customer.customer_id!r} has no accepted deltas in {period}",
+                    details={"period": period},
+                )
+            start_run(con, run_id, "api", today)
+            who = pl.DataFrame(
+                [
+                    {
+                        "tenant_id": customer.tenant_id,
+                        "environment": customer.environment,
+                        "customer_id": customer.customer_id,
+                    }
+                ]
+            )
+            made = checkpoint_customers(
+                con,
+                run_id=run_id,
+                max_period=period,
+                key=active_signing_key(settings),
+                customers=who,
+            )
+            finish_run(
+                con,
+                run_id,
+                "succeeded",
+                {"runId": run_id, "kind": "api", "checkpointsNew": made.new_versions},
+            )
+            latest = latest_checkpoint(con, customer, period)
+            con.execute("CHECKPOINT").fetchall()
+        created = latest["run_id"] == run_id
+        if made.new_versions:
+            take_snapshot(settings, run_id)
+    return latest, created

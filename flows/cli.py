@@ -527,3 +527,53 @@ def _read_uri(uri: str) -> bytes:
 
         raise InvalidRequestError("document", f"no such file: {uri}")
     return path.read_bytes()
+
+
+# --- the dashboard API ------------------------------------------------------------------------
+@app.command()
+def api(
+    host: Annotated[str | None, typer.Option(help="[env: TALLYPROOF_API_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="[env: TALLYPROOF_API_PORT]")] = None,
+    output: Output = None,
+    warehouse: Warehouse = None,
+) -> None:
+    """Serve the dashboard API (reads the latest snapshot a run left)."""
+    from api.app import run as serve
+
+    settings = _settings(output=output, warehouse=warehouse)
+    serve(settings, host or settings.api_host, port or settings.api_port)
+
+
+@app.command()
+def token(
+    tenant: Tenant,
+    env: Annotated[
+        str | None,
+        typer.Option(help="allowed environments, e.g. sandbox,production (default: any)"),
+    ] = None,
+    ttl: Annotated[str, typer.Option(help="lifetime: 30m, 1h, 7d")] = "1h",
+) -> None:
+    """Mint a development JWT (HS256, the configured or development secret)."""
+    from api.security import mint_token
+
+    environments = [e.strip() for e in env.split(",")] if env else None
+    if environments and any(e not in ("sandbox", "production") for e in environments):
+        raise typer.BadParameter("environments are sandbox and production", param_hint="--env")
+    out.print(mint_token(_settings(), tenant, environments, _seconds(ttl)), soft_wrap=True)
+
+
+def _seconds(ttl: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        value = int(ttl[:-1]) * units[ttl[-1]] if ttl[-1] in units else int(ttl)
+    except (ValueError, IndexError):
+        raise typer.BadParameter(
+            f"{ttl!r} is not a duration (30m, 1h, 7d)", param_hint="--ttl"
+        ) from None
+    if value <= 0:
+        raise typer.BadParameter("the lifetime must be positive", param_hint="--ttl")
+    return value
+
+
+if __name__ == "__main__":
+    main()

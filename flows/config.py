@@ -34,9 +34,12 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr | None = None
     jwt_public_key_file: Path | None = None
     jwt_jwks_file: Path | None = None
-    jwt_leeway_seconds: int = 30
+    jwt_leeway_seconds: int = Field(30, ge=0, le=300)
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    api_write_wait_seconds: float = Field(
+        30.0, ge=0, description="how long an API write waits for a running pipeline"
+    )
 
     # The folder settings that were derived from data_dir rather than given.
     _derived: set[str] = PrivateAttr(default_factory=set)

@@ -31,6 +31,7 @@ class InboxError(TallyproofError):
 
 class StorageError(TallyproofError):
     code = "STORAGE_ERROR"
+    http_status = 503
 
 
 class WarehouseBusyError(TallyproofError):

@@ -34,3 +34,16 @@ def salt_key(settings: Settings) -> bytes:
     path = Path(settings.keys_dir) / SALT_KEY_FILE
     write_secret_file(path, secrets.token_bytes(32))
     return path.read_bytes()
+
+
+JWT_SECRET_FILE = "jwt.secret"
+
+
+def jwt_secret(settings: Settings) -> bytes:
+    """The HS256 secret: `TALLYPROOF_JWT_SECRET`, or a development secret made once in the keys
+    folder so that `tallyproof token` and `tallyproof api` agree out of the box."""
+    if settings.jwt_secret is not None:
+        return settings.jwt_secret.get_secret_value().encode("utf-8")
+    path = Path(settings.keys_dir) / JWT_SECRET_FILE
+    write_secret_file(path, secrets.token_hex(32).encode())
+    return path.read_bytes().strip()

@@ -1,4 +1,5 @@
--- Customers with at least one period up to $max_period whose latest checkpoint is missing or no
+-- Customers (all, or the one named by $tenant_id, $environment, $customer_id) with at least one
+-- period up to $max_period whose latest checkpoint is missing or no
 -- longer matches: its tree grew, its balances moved, or the checkpoint of the period before it
 -- has a newer version than the one it names. Only these customers are recomputed.
 WITH eligible AS (
@@ -14,6 +15,9 @@ WITH eligible AS (
     LEFT JOIN latest_checkpoints AS c
         USING (tenant_id, environment, customer_id, period)
     WHERE p.period <= $max_period
+      AND ($tenant_id IS NULL OR p.tenant_id = $tenant_id)
+      AND ($environment IS NULL OR p.environment = $environment)
+      AND ($customer_id IS NULL OR p.customer_id = $customer_id)
 )
 SELECT DISTINCT tenant_id, environment, customer_id
 FROM eligible

@@ -1,0 +1,94 @@
+"""Parameter parsing and JSON rendering shared by the routes."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import duckdb
+
+from flows.errors import InvalidRequestError, NotFoundError
+from transforms.amounts import format_amount
+
+PERIOD = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
+CUSTOMER_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+
+
+def parse_period(value: str | None, parameter: str = "period") -> str:
+    if value is None:
+        raise InvalidRequestError(parameter, f"{parameter} is required (YYYY-MM)")
+    if not PERIOD.fullmatch(value):
+        raise InvalidRequestError(parameter, f"{parameter} must be a month, YYYY-MM")
+    return value
+
+
+def parse_instant(value: str | None, parameter: str, *, end: bool) -> datetime | None:
+    """A date (YYYY-MM-DD, whole days in UTC) or an RFC 3339 instant, as the bound of a
+    half-open range: for an end, the day after the date, or just after the instant."""
+    if value is None:
+        return None
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            moment = datetime(day.year, day.month, day.day)
+            return moment + timedelta(days=1) if end else moment
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidRequestError(
+            parameter, f"{parameter} must be YYYY-MM-DD or an RFC 3339 timestamp"
+        ) from None
+    if moment.tzinfo is None:
+        raise InvalidRequestError(parameter, f"{parameter} needs a UTC offset or Z")
+    moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment + timedelta(microseconds=1) if end else moment
+
+
+def require_customer(
+    cursor: duckdb.DuckDBPyConnection, tenant_id: str, environment: str, customer_id: str
+) -> None:
+    """404, the same for a customer of another tenant or environment as for none at all."""
+    from flows.warehouse import fetch_one
+
+    if CUSTOMER_ID.fullmatch(customer_id) and customer_id not in (".", ".."):
+        (exists,) = fetch_one(
+            cursor,
+            "api_customer_exists",
+            {"tenant_id": tenant_id, "environment": environment, "customer_id": customer_id},
+        )
+        if exists:
+            return
+    raise NotFoundError(f"no customer {customer_id!r}", details={"customerId": customer_id})
+
+
+def instant(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def money(value: Decimal | int | None) -> str | None:
+    return None if value is None else format_amount(Decimal(value))
+
+
+def delta_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "deltaId": row["delta_id"],
+        "occurredAt": instant(row["occurred_at"]),
+        "period": row["period"],
+        "amount": money(row["amount"]),
+        "status": row["status"],
+        "reason": row["reason"],
+        "referenceId": row["reference_id"],
+        "metadata": json.loads(row["metadata"]) if row["metadata"] else None,
+        "leafIndex": row["leaf_index"],
+    }
+
+
+def open_period(today: date | None = None) -> str:
+    today = today or datetime.now(UTC).date()
+    return f"{today:%Y-%m}"
