@@ -35,6 +35,7 @@ from flows.pipeline import open_warehouse  # noqa: E402
 from flows.publish import publish  # noqa: E402
 from flows.runs import new_run_id, start_run  # noqa: E402
 from flows.signing import active_signing_key  # noqa: E402
+from flows.snapshots import take_snapshot  # noqa: E402
 from flows.summaries import refresh_customer_periods  # noqa: E402
 from flows.warehouse import query_frame, staged  # noqa: E402
 from transforms.leaves import leaf_text  # noqa: E402
@@ -169,6 +170,8 @@ def main() -> None:
             f"{published[0].bytes / 1e6 / report.stages[-1].seconds:,.1f} MB/s"
         )
         merkle_stage(report, con)
+    take_snapshot(settings, run_id)
+    api_stages(report, settings)
 
     floor = sha256_floor()
     for stage in report.stages:
@@ -201,6 +204,96 @@ def merkle_stage(report: Report, con: Any) -> None:
     with measured(report, "merkle roots (leaf bytes to roots)", "leaves", lambda: texts.height):
         roots.append(period_roots(leaf_hashes(texts.lazy()).collect().lazy()))
     console.print(f"{roots[0].height:,} trees, {texts.height:,} leaves")
+
+
+def api_stages(report: Report, settings: Settings, requests: int = 400) -> None:
+    """Latency and throughput of the list and detail routes, with the API in its own process
+    and four clients at once."""
+    import random
+    import statistics
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from api.security import mint_token
+    from tests.conftest import _free_port
+
+    port = _free_port()
+    env = {
+        **os.environ,
+        "TALLYPROOF_DATA_DIR": str(settings.data_dir),
+        "TALLYPROOF_JWT_SECRET": "bench-secret-of-at-least-32-bytes-long",
+        "TALLYPROOF_SALT_KEY": "bench-salt-key",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "api", "--port", str(port)],
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        token = mint_token(
+            settings.with_overrides(jwt_secret=env["TALLYPROOF_JWT_SECRET"]), "acme", None, 3600
+        )
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=base, headers=headers, timeout=60) as client:
+            total = client.get("/dashboard/customers").json()["total"]
+            customers = [
+                c["customerId"]
+                for c in client.get("/dashboard/customers", params={"limit": 100}).json()["data"]
+            ]
+        rng = random.Random(1)
+        routes = {
+            "api list": lambda: (
+                "/dashboard/customers",
+                {"page": rng.randint(1, max(1, total // 25)), "limit": 25},
+            ),
+            "api detail": lambda: (
+                f"/dashboard/customers/{rng.choice(customers)}",
+                {"deltaLimit": 20},
+            ),
+        }
+        local = threading.local()
+
+        def init() -> None:
+            local.client = httpx.Client(base_url=base, headers=headers, timeout=60)
+
+        def call(args: tuple[str, dict]) -> float:
+            started = time.perf_counter()
+            local.client.get(args[0], params=args[1]).raise_for_status()
+            return time.perf_counter() - started
+
+        for name, pick in routes.items():
+            calls = [pick() for _ in range(requests)]
+            started = time.perf_counter()
+            with ThreadPoolExecutor(4, initializer=init) as pool:
+                latencies = sorted(pool.map(call, calls))
+            seconds = time.perf_counter() - started
+            p50 = statistics.median(latencies) * 1000
+            p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
+            report.stages.append(
+                Stage(
+                    name,
+                    requests,
+                    "requests",
+                    seconds,
+                    0.0,
+                    notes=f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, 4 clients",
+                )
+            )
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 def sha256_floor() -> float:
