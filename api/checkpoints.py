@@ -19,7 +19,7 @@ from api.envelope import listed, ok
 from api.values import instant, parse_period, require_customer
 from flows.checkpoints import ensure_checkpoint, stale_customers
 from flows.fingerprints import Customer, fingerprint_candidates
-from flows.outputs import BATCH_COLUMNS, batch_checkpoint_files
+from flows.outputs import BATCH_COLUMNS, batch_checkpoint_files, load_batch_checkpoints
 from flows.receipts import checkpoint_document
 from flows.warehouse import query_frame
 from transforms.csv_text import csv_header
@@ -202,7 +202,8 @@ def batch_export(
     partition = pl.DataFrame(
         [{"tenant_id": scope.tenant_id, "environment": scope.environment, "period": period}]
     )
-    files = {f.path.rsplit(".", 1)[1]: f for f in batch_checkpoint_files(cursor, partition)}
+    latest = load_batch_checkpoints(cursor, partition)
+    files = {f.path.rsplit(".", 1)[1]: f for f in batch_checkpoint_files(latest)}
     if format is ExportFormat.json:
         document = (
             json.loads(files["json"].data)

@@ -17,10 +17,10 @@ from typing import Any
 import duckdb
 import polars as pl
 
+from flows import clock
 from flows.config import Settings
 from flows.fingerprints import Customer
 from flows.locks import writer_lock
-from flows.runs import utc_now
 from flows.signing import SigningKey, sign_checkpoints
 from flows.warehouse import execute, query_frame, staged, transaction
 from transforms import merkle
@@ -97,7 +97,7 @@ def checkpoint_customers(
     rows = new.join(proofs, on=KEY, how="left").with_columns(
         signature=pl.Series(signatures, dtype=pl.String),
         kid=pl.lit(key.kid),
-        created_at=pl.lit(utc_now()),
+        created_at=pl.lit(clock.now_naive()),
         run_id=pl.lit(run_id),
     )
     with transaction(con), staged(con, staged_checkpoints=rows):

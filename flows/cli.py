@@ -175,6 +175,28 @@ def _last_month() -> str:
     return f"{year:04d}-{month:02d}"
 
 
+Runner = Annotated[
+    str | None,
+    typer.Option(help="where shard work runs: threads or dask [env: TALLYPROOF_RUNNER]"),
+]
+DaskAddress = Annotated[
+    str | None,
+    typer.Option(
+        help="a Dask scheduler, tcp://host:8786 (implies --runner dask) "
+        "[env: TALLYPROOF_DASK_ADDRESS]"
+    ),
+]
+NoWait = Annotated[
+    bool, typer.Option("--no-wait", help="fail at once if another run holds the warehouse")
+]
+
+
+def _flow_with_runner(flow_: Any, settings: Settings) -> Any:
+    from flows.runners import task_runner
+
+    return flow_.with_options(task_runner=task_runner(settings))
+
+
 @app.command()
 def run(
     inbox: Inbox = None,
@@ -184,19 +206,21 @@ def run(
     include_open_period: Annotated[
         bool, typer.Option(help="also checkpoint the current month")
     ] = False,
-    no_wait: Annotated[
-        bool, typer.Option("--no-wait", help="fail at once if another run holds the warehouse")
-    ] = False,
+    runner: Runner = None,
+    dask_address: DaskAddress = None,
+    no_wait: NoWait = False,
     as_json: JsonFlag = False,
 ) -> None:
     """One nightly run: ingest, summaries, checkpoints, outputs. Idempotent."""
     from flows.pipeline import nightly_flow
 
     run_date = _parse_date(as_of, "--as-of")
-    settings = _settings(inbox=inbox, output=output, warehouse=warehouse)
+    settings = _settings(
+        inbox=inbox, output=output, warehouse=warehouse, runner=runner, dask_address=dask_address
+    )
     summary = _with_progress(
         not as_json,
-        lambda: nightly_flow(
+        lambda: _flow_with_runner(nightly_flow, settings)(
             as_of=run_date,
             include_open_period=include_open_period,
             wait_for_lock=not no_wait,
@@ -207,6 +231,162 @@ def run(
         out.print_json(json.dumps(summary))
     else:
         print_run_summary(summary)
+
+
+@app.command()
+def backfill(
+    period_from: Annotated[str, typer.Option("--from", help="the first month, YYYY-MM")],
+    period_to: Annotated[str, typer.Option("--to", help="the last month, YYYY-MM (closed)")],
+    inbox: Inbox = None,
+    output: Output = None,
+    warehouse: Warehouse = None,
+    as_of: AsOf = None,
+    dry_run: Annotated[bool, typer.Option(help="say what would change; write nothing")] = False,
+    runner: Runner = None,
+    dask_address: DaskAddress = None,
+    no_wait: NoWait = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Recompute and republish past periods, oldest first; a no-op when nothing changed."""
+    from flows.backfill import backfill_flow
+
+    settings = _settings(
+        inbox=inbox, output=output, warehouse=warehouse, runner=runner, dask_address=dask_address
+    )
+    summary = _with_progress(
+        not as_json,
+        lambda: _flow_with_runner(backfill_flow, settings)(
+            period_from=period_from,
+            period_to=period_to,
+            as_of=_parse_date(as_of, "--as-of"),
+            dry_run=dry_run,
+            wait_for_lock=not no_wait,
+            **_locations(settings),
+        ),
+    )
+    if as_json:
+        out.print_json(json.dumps(summary))
+        return
+    verb = "would" if dry_run else "did"
+    table = Table(
+        title=f"backfill {period_from}..{period_to} ({'dry run' if dry_run else summary['runId']})"
+    )
+    for column in ("period", "customers", "new versions", "files written", "files unchanged"):
+        table.add_column(column, justify="right" if column != "period" else "left")
+    for p in summary["periods"]:
+        table.add_row(
+            p["period"],
+            f"{p['customers']:,}",
+            f"{p['newVersions']:,}",
+            f"{p['filesWritten']:,}",
+            f"{p['filesUnchanged']:,}",
+        )
+    out.print(table)
+    out.print(
+        f"rows ingested: {summary['rowsAccepted']:,}; later periods re-linked: "
+        f"{summary['relinkedVersions']:,} versions, {summary['relinkedFiles']:,} files"
+    )
+    out.print(
+        "[green]nothing changed[/]"
+        if not summary["changed"]
+        else f"the backfill {verb} change the periods above"
+    )
+
+
+@app.command()
+def runs(
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="how many")] = 20,
+    warehouse: Warehouse = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The most recent runs, newest first."""
+    from flows.reports import recent_runs
+
+    con = _read_warehouse(warehouse)
+    try:
+        rows = recent_runs(con, limit).to_dicts()
+    finally:
+        con.close()
+    if as_json:
+        out.print_json(json.dumps(rows, default=str))
+        return
+    table = Table(title="runs")
+    for column in (
+        "run",
+        "kind",
+        "as of",
+        "started (UTC)",
+        "seconds",
+        "status",
+        "accepted",
+        "quarantined",
+        "new checkpoints",
+        "files",
+        "published",
+    ):
+        table.add_column(column)
+    for r in rows:
+        summary = json.loads(r["summary"]) if r["summary"] else {}
+        seconds = (r["finished_at"] - r["started_at"]).total_seconds() if r["finished_at"] else None
+        table.add_row(
+            r["run_id"],
+            r["kind"],
+            str(r["as_of"] or ""),
+            f"{r['started_at']:%Y-%m-%d %H:%M:%S}",
+            f"{seconds:.1f}" if seconds is not None else "",
+            r["status"],
+            str(summary.get("rowsAccepted", "")),
+            str(summary.get("rowsQuarantined", "")),
+            str(summary.get("checkpointsNew", "")),
+            str(summary.get("filesPublished", "")),
+            "yes" if r["published_at"] else "no",
+        )
+    out.print(table)
+
+
+@app.command()
+def schedule(
+    cron: Annotated[str, typer.Option(help="when, as a cron expression")] = "0 2 * * *",
+    timezone: Annotated[str, typer.Option(help="the cron's time zone")] = "UTC",
+    name: Annotated[str, typer.Option(help="the deployment's name")] = "nightly",
+    inbox: Inbox = None,
+    output: Output = None,
+    warehouse: Warehouse = None,
+) -> None:
+    """Serve the nightly deployment on its cron schedule (needs a Prefect server)."""
+    from flows.pipeline import nightly_flow
+
+    if not os.environ.get("PREFECT_API_URL"):
+        from flows.errors import ConfigError
+
+        raise ConfigError(
+            "schedules need a Prefect server: start one with `uv run prefect server "
+            "start`, then set PREFECT_API_URL=http://127.0.0.1:4200/api "
+            "(or run `tallyproof run` from cron; see the README)"
+        )
+    settings = _settings(inbox=inbox, output=output, warehouse=warehouse)
+    console.print(f"[green]serving[/] {name}: {cron} ({timezone}); Ctrl-C to stop")
+    nightly_flow.serve(
+        name=name, schedule=nightly_schedule(cron, timezone), parameters=_locations(settings)
+    )
+
+
+def nightly_schedule(cron: str, timezone: str) -> Any:
+    """A validated cron schedule in a time zone."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from prefect.schedules import Cron
+
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise typer.BadParameter(
+            f"unknown time zone {timezone!r}", param_hint="--timezone"
+        ) from None
+    try:
+        return Cron(cron, timezone=timezone)
+    except ValueError as err:
+        raise typer.BadParameter(f"{cron!r}: {err}", param_hint="--cron") from None
 
 
 def _locations(settings: Settings) -> dict[str, str]:

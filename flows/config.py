@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     duckdb_threads: int | None = Field(None, ge=1)
     duckdb_memory_limit: str | None = None
     lock_wait_seconds: float = Field(3600.0, ge=0, description="how long a run waits for the lock")
+    runner: Literal["threads", "dask"] = Field("threads", description="where shard work runs")
+    workers: int = Field(2, ge=1, description="threads, or local Dask worker processes")
+    dask_address: str | None = Field(None, description="a Dask scheduler, tcp://host:8786")
 
     # Dashboard API (SPEC section 7).
     jwt_algorithms: list[Literal["HS256", "RS256", "ES256", "EdDSA"]] = ["HS256"]

@@ -16,12 +16,12 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 import duckdb
 import polars as pl
 
-from flows import progress
+from flows import clock, progress
 from flows.readers import FileRefusal, read_landing_file
 from flows.storage import open_location
 from flows.warehouse import execute, fetch_one, query_frame, staged, transaction
@@ -149,7 +149,7 @@ def _merge(
     summary: IngestSummary,
 ) -> int:
     """Apply one batch to the ledger in one transaction; return the next event position."""
-    now = datetime.now(UTC).replace(tzinfo=None)
+    now = clock.now_naive()
     with _timed("read+validate"):
         good, bad = _validated(batch, next_seq)
     with _timed("ledger"):

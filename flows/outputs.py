@@ -1,19 +1,21 @@
-"""What a publication writes (SPEC section 6), as `OutputFile`s built from the warehouse.
+"""What a publication writes (SPEC section 6): `OutputFile`s built from frames.
 
-Contents are built column-wise and per partition: a Parquet file per (table, tenant,
-environment, period), and the per-customer exports and receipts of a partition from one
-vectorised pass each (a million small files must not mean a million queries).
+Publishing is split so it can scale out: the flow, which alone may open the warehouse, loads the
+rows of one *shard* (some customers of one tenant, environment and period) into a `ShardInputs`
+of plain frames; `build_shard` then makes that shard's files from those frames alone, on
+whatever worker the task runner picks. Contents are built column-wise: a million small files
+must not mean a million queries or a million `write_csv` calls.
 """
 
 from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
 import polars as pl
+import polars_hash  # noqa: F401  (registers the `chash` expression namespace)
 import pyarrow.parquet as pq
 
 from flows.receipts import RECEIPT_SPEC
@@ -41,28 +43,96 @@ class OutputFile:
     kind: str  # parquet | fixed
 
 
-# --- Parquet: the BI feed ------------------------------------------------------------------
+@dataclass(frozen=True)
+class ShardWork:
+    """Which outputs of one shard a publication rewrites."""
+
+    tenant_id: str
+    environment: str
+    period: str
+    shard: int  # the customers whose `shard_of` is this
+    shards: int
+    tables: frozenset[str]  # Parquet tables whose partition is rewritten
+    activity: frozenset[str]  # customers whose activity export is rewritten
+    receipts: frozenset[str]  # customers whose receipt is rewritten
+
+    @property
+    def label(self) -> str:
+        return f"{self.tenant_id}/{self.environment}/{self.period}#{self.shard}"
 
 
-def parquet_files(
-    con: duckdb.DuckDBPyConnection, table: str, partitions: pl.DataFrame, run_id: str
-) -> Iterator[OutputFile]:
-    """One file per (tenant, environment, period) of `table`, Hive-partitioned. The partition
-    columns live in the path only (`tenant=`, `environment=`, `period=`)."""
-    if partitions.is_empty():
-        return
-    with staged(con, staged_partitions=partitions):
-        frame = query_frame(con, PARQUET_TABLES[table])
-    frame = _utc(frame)
-    for (tenant, environment, period), rows in frame.partition_by(
-        PARTITION, as_dict=True, maintain_order=True
-    ).items():
-        buffer = io.BytesIO()
-        pq.write_table(rows.drop(PARTITION).to_arrow(), buffer, compression="zstd")
-        folder = partition_path(table, str(tenant), str(environment), str(period))
-        yield OutputFile(
-            f"{folder}/part-{run_id}.parquet", buffer.getvalue(), rows.height, "parquet"
+@dataclass
+class ShardInputs:
+    """Everything a shard's files are made from: plain frames, picklable to any worker."""
+
+    work: ShardWork
+    tables: dict[str, pl.DataFrame] = field(default_factory=dict)
+    activity: pl.DataFrame | None = None
+    receipts: pl.DataFrame | None = None  # latest checkpoints
+    leaves: pl.DataFrame | None = None  # their leaves
+
+
+def shard_of(customer: pl.Expr, shards: int) -> pl.Expr:
+    """A customer's shard, the same in every run, process and machine: the first 32 bits of
+    SHA-256 of its id, modulo the number of shards."""
+    first_bits = customer.chash.sha2_256().str.slice(0, 8).str.to_integer(base=16)
+    return (first_bits % shards).cast(pl.Int64)
+
+
+def _in_shard(frame: pl.DataFrame, work: ShardWork) -> pl.DataFrame:
+    if work.shards == 1:
+        return frame
+    return frame.filter(shard_of(pl.col("customer_id"), work.shards) == work.shard)
+
+
+def load_shard(con: duckdb.DuckDBPyConnection, work: ShardWork) -> ShardInputs:
+    """Read a shard's rows out of the warehouse (the only part that needs it)."""
+    partition = pl.DataFrame(
+        [{"tenant_id": work.tenant_id, "environment": work.environment, "period": work.period}]
+    )
+    inputs = ShardInputs(work)
+    with staged(con, staged_partitions=partition):
+        for table in sorted(work.tables):
+            inputs.tables[table] = _in_shard(_utc(query_frame(con, PARQUET_TABLES[table])), work)
+    customer_periods = {
+        "activity": work.activity,
+        "receipts": work.receipts,
+    }
+    for name, customers in customer_periods.items():
+        if not customers:
+            continue
+        wanted = (
+            pl.DataFrame({"customer_id": sorted(customers)})
+            .with_columns(
+                tenant_id=pl.lit(work.tenant_id),
+                environment=pl.lit(work.environment),
+                period=pl.lit(work.period),
+            )
+            .select(CUSTOMER_PERIOD)
         )
+        with staged(con, staged_customer_periods=wanted):
+            if name == "activity":
+                inputs.activity = _utc(query_frame(con, "select_activity"))
+                continue
+            inputs.receipts = query_frame(con, "select_latest_of_customer_periods")
+        with staged(con, staged_trees=inputs.receipts.select(CUSTOMER_PERIOD)):
+            leaves = query_frame(con, "select_tree_leaves")
+        inputs.leaves = leaves.with_columns(pl.col("occurred_at_utc").dt.replace_time_zone("UTC"))
+    return inputs
+
+
+def build_shard(inputs: ShardInputs, publication_id: str) -> list[OutputFile]:
+    """Every file of one shard, from its inputs alone."""
+    work = inputs.work
+    files = [
+        parquet_file(table, work, rows, publication_id)
+        for table, rows in sorted(inputs.tables.items())
+    ]
+    if inputs.activity is not None:
+        files += activity_files(inputs.activity)
+    if inputs.receipts is not None and inputs.leaves is not None:
+        files += receipt_files(inputs.receipts, inputs.leaves)
+    return files
 
 
 def _utc(frame: pl.DataFrame) -> pl.DataFrame:
@@ -72,6 +142,21 @@ def _utc(frame: pl.DataFrame) -> pl.DataFrame:
         for name, dtype in frame.schema.items()
         if isinstance(dtype, pl.Datetime) and dtype.time_zone is None
     )
+
+
+# --- Parquet: the BI feed ------------------------------------------------------------------
+
+
+def parquet_file(
+    table: str, work: ShardWork, rows: pl.DataFrame, publication_id: str
+) -> OutputFile:
+    """One shard's part of a Hive partition. The partition columns live in the path only
+    (`tenant=`, `environment=`, `period=`)."""
+    buffer = io.BytesIO()
+    pq.write_table(rows.drop(PARTITION).to_arrow(), buffer, compression="zstd")
+    folder = partition_path(table, work.tenant_id, work.environment, work.period)
+    name = f"part-{publication_id}-{work.shard:04d}.parquet"
+    return OutputFile(f"{folder}/{name}", buffer.getvalue(), rows.height, "parquet")
 
 
 # --- per-customer activity exports ---------------------------------------------------------
@@ -88,38 +173,33 @@ ACTIVITY_COLUMNS = [
 ]
 
 
-def activity_csv_lines(deltas: pl.LazyFrame) -> pl.LazyFrame:
-    """CUSTOMER_PERIOD and one `line` per delta, in file order."""
-    return deltas.select(*CUSTOMER_PERIOD, line=csv_line(ACTIVITY_COLUMNS))
+def activity_path(tenant: str, environment: str, customer: str, period: str) -> str:
+    return "/".join(
+        [
+            "exports",
+            path_segment(tenant),
+            path_segment(environment),
+            "customers",
+            path_segment(customer),
+            f"{path_segment(period)}.csv",
+        ]
+    )
 
 
-def activity_files(
-    con: duckdb.DuckDBPyConnection, customer_periods: pl.DataFrame
-) -> Iterator[OutputFile]:
-    """`exports/<t>/<e>/customers/<customer>/<period>.csv` of the given customer-periods."""
-    if customer_periods.is_empty():
-        return
-    with staged(con, staged_customer_periods=customer_periods):
-        deltas = _utc(query_frame(con, "select_activity"))
+def activity_files(deltas: pl.DataFrame) -> list[OutputFile]:
+    """`exports/<t>/<e>/customers/<customer>/<period>.csv` of every customer-period given."""
     files = (
-        activity_csv_lines(deltas.lazy())
+        deltas.lazy()
+        .select(*CUSTOMER_PERIOD, line=csv_line(ACTIVITY_COLUMNS))
         .group_by(CUSTOMER_PERIOD, maintain_order=True)
         .agg(body=pl.col("line").str.join("\r\n"), rows=pl.len())
         .collect()
     )
     header = csv_header(ACTIVITY_COLUMNS)
-    for tenant, environment, customer, period, body, rows in files.iter_rows():
-        path = "/".join(
-            [
-                "exports",
-                path_segment(tenant),
-                path_segment(environment),
-                "customers",
-                path_segment(customer),
-                f"{path_segment(period)}.csv",
-            ]
-        )
-        yield OutputFile(path, (header + body + "\r\n").encode(), rows, "fixed")
+    return [
+        OutputFile(activity_path(t, e, c, p), (header + body + "\r\n").encode(), rows, "fixed")
+        for t, e, c, p, body, rows in files.iter_rows()
+    ]
 
 
 # --- batch checkpoint exports --------------------------------------------------------------
@@ -145,19 +225,24 @@ BATCH_COLUMNS = [
 ]
 
 
-def batch_checkpoint_files(
+def load_batch_checkpoints(
     con: duckdb.DuckDBPyConnection, partitions: pl.DataFrame
-) -> Iterator[OutputFile]:
-    """`exports/<t>/<e>/batch-checkpoints/<period>.json` and `.csv`: the latest checkpoint of
-    every customer of each given partition."""
-    if partitions.is_empty():
-        return
+) -> pl.DataFrame:
+    """The latest checkpoint of every customer of the given partitions."""
     with staged(con, staged_partitions=partitions):
-        latest = _utc(query_frame(con, "select_latest_of_partitions"))
+        return _utc(query_frame(con, "select_latest_of_partitions"))
+
+
+def batch_checkpoint_files(latest: pl.DataFrame) -> list[OutputFile]:
+    """`exports/<t>/<e>/batch-checkpoints/<period>.json` and `.csv` of each partition in
+    `latest` (the latest checkpoint of each of its customers)."""
+    files = []
     header = csv_header(BATCH_COLUMNS)
-    for (tenant, environment, period), rows in latest.partition_by(
-        PARTITION, as_dict=True, maintain_order=True
-    ).items():
+    for (tenant, environment, period), rows in (
+        latest.sort([*PARTITION, "customer_id"])
+        .partition_by(PARTITION, as_dict=True, maintain_order=True)
+        .items()
+    ):
         folder = "/".join(
             [
                 "exports",
@@ -182,36 +267,37 @@ def batch_checkpoint_files(
             ],
         }
         text = json.dumps(document, ensure_ascii=False, indent=1) + "\n"
-        yield OutputFile(
-            f"{folder}/{path_segment(str(period))}.json", text.encode(), rows.height, "fixed"
-        )
+        stem = f"{folder}/{path_segment(str(period))}"
+        files.append(OutputFile(f"{stem}.json", text.encode(), rows.height, "fixed"))
         lines = rows.select(line=csv_line(BATCH_COLUMNS))["line"].to_list()
         body = header + "".join(line + "\r\n" for line in lines)
-        yield OutputFile(
-            f"{folder}/{path_segment(str(period))}.csv", body.encode(), rows.height, "fixed"
-        )
+        files.append(OutputFile(f"{stem}.csv", body.encode(), rows.height, "fixed"))
+    return files
 
 
 # --- receipts ------------------------------------------------------------------------------
 
 
-def receipt_files(
-    con: duckdb.DuckDBPyConnection, customer_periods: pl.DataFrame
-) -> Iterator[OutputFile]:
-    """`receipts/<t>/<e>/<customer>/<period>.json` for the given customer-periods.
+def receipt_path(tenant: str, environment: str, customer: str, period: str) -> str:
+    return "/".join(
+        [
+            "receipts",
+            path_segment(tenant),
+            path_segment(environment),
+            path_segment(customer),
+            f"{path_segment(period)}.json",
+        ]
+    )
+
+
+def receipt_files(latest: pl.DataFrame, leaves: pl.DataFrame) -> list[OutputFile]:
+    """`receipts/<t>/<e>/<customer>/<period>.json` for each latest checkpoint given.
 
     Assembled as text: the body is stored as JCS text and every leaf comes from `leaf_text`,
     so each receipt is the JCS form of the document `flows.receipts.build_receipt` returns.
     """
-    if customer_periods.is_empty():
-        return
-    with staged(con, staged_customer_periods=customer_periods):
-        latest = query_frame(con, "select_latest_of_customer_periods")
     if latest.is_empty():
-        return
-    with staged(con, staged_trees=latest.select(CUSTOMER_PERIOD)):
-        leaves = query_frame(con, "select_tree_leaves")
-    leaves = leaves.with_columns(pl.col("occurred_at_utc").dt.replace_time_zone("UTC"))
+        return []
     joined = (
         leaf_text(leaves.lazy())
         .join(latest.lazy().select(*CUSTOMER_PERIOD, "tree_size"), on=CUSTOMER_PERIOD)
@@ -251,17 +337,10 @@ def receipt_files(
         .select(*CUSTOMER_PERIOD, "tree_size", text=receipt)
         .collect()
     )
-    for tenant, environment, customer, period, size, text in documents.iter_rows():
-        path = "/".join(
-            [
-                "receipts",
-                path_segment(tenant),
-                path_segment(environment),
-                path_segment(customer),
-                f"{path_segment(period)}.json",
-            ]
-        )
-        yield OutputFile(path, text.encode(), size, "fixed")
+    return [
+        OutputFile(receipt_path(t, e, c, p), text.encode(), size, "fixed")
+        for t, e, c, p, size, text in documents.iter_rows()
+    ]
 
 
 # --- quarantine ----------------------------------------------------------------------------

@@ -7,13 +7,13 @@ import base64
 import hashlib
 import json
 import secrets
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import duckdb
 import polars as pl
 
+from flows import clock
 from flows.errors import InvalidRequestError, UnprocessableError
 from flows.fingerprints import Customer
 from flows.receipts import checkpoint_document, latest_checkpoint
@@ -90,7 +90,7 @@ def build_package(
     package = {
         "spec": PACKAGE_SPEC,
         "packageId": new_package_id(),
-        "createdAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "createdAt": clock.now_text(),
         "checkpoint": {k: v for k, v in checkpoint_document(latest).items() if k != "checkpointId"},
         "chain": _chain(con, body.get("previous"), chain_length),
         "sample": {

@@ -1,13 +1,15 @@
 """The nightly flow: a recipe of tasks over one warehouse connection.
 
 Each task wraps a plain function of its module (tested on its own); the flow adds retries on
-the I/O steps, run records, and timings. Task results are small (counts, ids), never frames.
+the I/O steps, the writer lock, run records, timings and the read snapshot. Task results are
+small (counts, ids, file entries), never warehouse frames. Publishing fans out: one task per
+shard on the flow's task runner (threads, or a Dask cluster; see `flows.runners`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -23,7 +25,8 @@ from flows.errors import StorageError
 from flows.ingest import IngestSummary, ingest_inbox
 from flows.keys import salt_key
 from flows.locks import writer_lock
-from flows.publish import PublishSummary, publish
+from flows.publish import PublishSummary, ShardJob, ShardRunner, publish, publish_shard, threads
+from flows.reports import publish_artifacts
 from flows.runs import finish_run, new_run_id, start_run, utc_now
 from flows.signing import active_signing_key
 from flows.snapshots import take_snapshot
@@ -72,7 +75,9 @@ class RunReport:
             "treesHashed": self.checkpoints.trees_hashed,
             "leavesHashed": self.checkpoints.leaves_hashed,
             "filesPublished": self.publication.files,
+            "filesUnchanged": self.publication.unchanged,
             "bytesPublished": self.publication.bytes,
+            "shards": self.publication.shards,
             "runsPublished": len(self.publication.runs),
             "manifest": self.publication.manifest,
             "stageSeconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
@@ -95,12 +100,38 @@ def open_warehouse(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
 
 
 @contextmanager
-def _timed(report: RunReport, stage: str) -> Iterator[None]:
+def timed(report: RunReport, stage: str) -> Iterator[None]:
     started = time.perf_counter()
     try:
         yield
     finally:
-        report.stage_seconds[stage] = time.perf_counter() - started
+        report.stage_seconds[stage] = report.stage_seconds.get(stage, 0.0) + (
+            time.perf_counter() - started
+        )
+
+
+@contextmanager
+def writing_run(
+    settings: Settings, report: RunReport, wait_seconds: float | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The frame of every run that writes: the writer lock, crash recovery, the run record, and
+    the read snapshot once the warehouse is closed."""
+    wait = settings.lock_wait_seconds if wait_seconds is None else wait_seconds
+    purpose = f"{report.kind} run {report.run_id}"
+    with writer_lock(settings.warehouse, purpose=purpose, wait_seconds=wait) as held:
+        with open_warehouse(settings) as con:
+            if held.crashed_holder:
+                execute(con, "mark_crashed_runs", {"finished_at": utc_now()})
+            start_run(con, report.run_id, report.kind, report.as_of)
+            try:
+                yield con
+            except BaseException:
+                finish_run(con, report.run_id, "failed", report.as_json())
+                raise
+            finish_run(con, report.run_id, "succeeded", report.as_json())
+            con.execute("CHECKPOINT").fetchall()
+        with timed(report, "snapshot"):
+            take_snapshot(settings, report.run_id)
 
 
 def _transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -114,13 +145,15 @@ def _transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-@task(
-    name="ingest",
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    retry_condition_fn=_transient,
-    cache_policy=NO_CACHE,
-)
+IO_RETRIES: dict[str, Any] = {
+    "retries": 2,
+    "retry_delay_seconds": [2, 10],
+    "retry_condition_fn": _transient,
+    "cache_policy": NO_CACHE,
+}
+
+
+@task(name="ingest", **IO_RETRIES)
 def ingest_task(con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str) -> IngestSummary:
     return ingest_inbox(
         con,
@@ -145,15 +178,29 @@ def checkpoints_task(
     )
 
 
-@task(
-    name="publish",
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    retry_condition_fn=_transient,
-    cache_policy=NO_CACHE,
-)
-def publish_task(con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str) -> PublishSummary:
-    return publish(con, settings, run_id)
+@task(name="publish-shard", task_run_name="publish {job.inputs.work.label}", **IO_RETRIES)
+def publish_shard_task(job: ShardJob) -> list:
+    return publish_shard(job)
+
+
+def prefect_shards(in_flight: int = 8) -> ShardRunner:
+    """Shards as tasks of the current flow run, on its task runner (threads or Dask)."""
+
+    def run(work: Callable, jobs: Any) -> Iterator[list]:
+        pending = []
+        for job in jobs:
+            pending.append(publish_shard_task.submit(job))
+            while len(pending) >= in_flight:
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
+
+    return run
+
+
+def stage(task_: Any, orchestrated: bool) -> Any:
+    """The Prefect task, or its plain function outside a flow run."""
+    return task_ if orchestrated else task_.fn
 
 
 def run_nightly(
@@ -167,52 +214,27 @@ def run_nightly(
 ) -> RunReport:
     """One nightly run against `settings`' warehouse; the body of `nightly_flow`.
 
-    Holds the warehouse's writer lock throughout (waiting up to `wait_seconds`, by default
-    `Settings.lock_wait_seconds`), and leaves a read snapshot for the API when it is done.
     `orchestrated=False` calls the stages as plain functions (tests, tools) instead of as
     Prefect tasks of the current flow run.
     """
     report = RunReport(new_run_id(), kind, as_of or datetime.now(UTC).date())
     report.last_period = last_period(report.as_of, include_open_period)
-    wait = settings.lock_wait_seconds if wait_seconds is None else wait_seconds
-    with writer_lock(
-        settings.warehouse, purpose=f"{kind} run {report.run_id}", wait_seconds=wait
-    ) as held:
-        with open_warehouse(settings) as con:
-            if held.crashed_holder:
-                execute(con, "mark_crashed_runs", {"finished_at": utc_now()})
-            start_run(con, report.run_id, kind, report.as_of)
-            try:
-                _stages(con, settings, report, orchestrated)
-            except BaseException:
-                finish_run(con, report.run_id, "failed", report.as_json())
-                raise
-            finish_run(con, report.run_id, "succeeded", report.as_json())
-            con.execute("CHECKPOINT").fetchall()
-        with _timed(report, "snapshot"):
-            take_snapshot(settings, report.run_id)
-    return report
-
-
-def _stages(
-    con: duckdb.DuckDBPyConnection, settings: Settings, report: RunReport, orchestrated: bool
-) -> None:
-    def stage(task: Any) -> Any:
-        return task if orchestrated else task.fn
-
-    with _timed(report, "ingest"):
-        report.ingest = stage(ingest_task)(con, settings, report.run_id)
-    report.customers_touched, report.customer_periods_touched = fetch_one(
-        con, "select_run_touch_counts", {"run_id": report.run_id}
-    )
-    with _timed(report, "summaries"):
-        report.summaries_written = stage(summaries_task)(con, report.run_id)
-    with _timed(report, "checkpoints"):
-        report.checkpoints = stage(checkpoints_task)(
-            con, settings, report.run_id, report.last_period
+    with writing_run(settings, report, wait_seconds) as con:
+        with timed(report, "ingest"):
+            report.ingest = stage(ingest_task, orchestrated)(con, settings, report.run_id)
+        report.customers_touched, report.customer_periods_touched = fetch_one(
+            con, "select_run_touch_counts", {"run_id": report.run_id}
         )
-    with _timed(report, "publish"):
-        report.publication = stage(publish_task)(con, settings, report.run_id)
+        with timed(report, "summaries"):
+            report.summaries_written = stage(summaries_task, orchestrated)(con, report.run_id)
+        with timed(report, "checkpoints"):
+            report.checkpoints = stage(checkpoints_task, orchestrated)(
+                con, settings, report.run_id, report.last_period
+            )
+        with timed(report, "publish"):
+            runner = prefect_shards() if orchestrated else threads()
+            report.publication = publish(con, settings, report.run_id, runner=runner)
+    return report
 
 
 @flow(name="tallyproof-nightly")
@@ -233,4 +255,6 @@ def nightly_flow(
         include_open_period=include_open_period,
         wait_seconds=None if wait_for_lock else 0.0,
     )
-    return report.as_json()
+    summary = report.as_json()
+    publish_artifacts(summary)
+    return summary

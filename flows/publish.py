@@ -1,22 +1,24 @@
-"""Publishing to the output root (SPEC section 6): atomic for readers, resumable after a crash.
+"""Publishing to the output root (SPEC section 6): atomic for readers, resumable after a crash,
+sharded so a task runner can spread it over cores or machines.
 
 A publication covers every run not yet published (a run killed while publishing stays
 unpublished, so the next run publishes its changes too) and rewrites only what those runs
-changed. The protocol, in order:
+changed, and of that only the files whose bytes differ from what is already published (the
+`published_files` inventory). The protocol, in order:
 
-1. Parquet files of the rewritten partitions go to new, unique names (`part-<runId>.parquet`);
-   readers of the current manifest do not know them yet.
-2. Fixed-path files (exports, receipts, batch checkpoints, quarantine, JWKS) are written to
-   `_staging/<runId>/` (hidden from listings).
-3. The run's manifest is written: every file of the publication (path, bytes, rows, SHA-256, in
-   `manifests/<runId>.files.parquet`) and the complete current list of Parquet files per table.
-4. Staged files are moved into place, each one atomically.
-5. `manifests/LATEST` is switched to the new manifest: from here on readers see the new state.
-6. Superseded Parquet files and staging folders are deleted, and the covered runs are marked
-   published in the warehouse.
+1. Shards (some customers of one tenant, environment and period) are built and written by the
+   task runner: Parquet parts under new unique names (`part-<run>-<shard>.parquet`), fixed-path
+   files (exports, receipts) to `_staging/<run>/`. Batch exports, the quarantine CSV and the
+   JWKS are staged by the flow itself.
+2. The run's manifest is written: every file of the publication (path, bytes, rows, SHA-256, in
+   `manifests/<run>.files.parquet`) and the complete current list of Parquet files per table.
+3. Staged files are moved into place, each one atomically.
+4. `manifests/LATEST` is switched to the new manifest: from here on readers see the new state.
+5. Superseded Parquet files and staging folders are deleted; the inventory is updated and the
+   covered runs are marked published in the warehouse.
 
-A crash before step 5 leaves the previous manifest and every Parquet file it lists intact; a
-crash in step 4 can leave some fixed-path files already new (each one whole). The next run
+A crash before step 4 leaves the previous manifest and every Parquet file it lists intact; a
+crash in step 3 can leave some fixed-path files already new (each one whole). The next run
 publishes the same scope again and completes it.
 """
 
@@ -26,32 +28,35 @@ import hashlib
 import io
 import json
 import logging
-from collections.abc import Iterable
+import math
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
 import polars as pl
 
-from flows import progress
+from flows import clock, progress
 from flows.config import Settings
 from flows.outputs import (
-    CUSTOMER_PERIOD,
-    PARQUET_TABLES,
     PARTITION,
     OutputFile,
-    activity_files,
+    ShardInputs,
+    ShardWork,
+    activity_path,
     batch_checkpoint_files,
-    parquet_files,
+    build_shard,
+    load_batch_checkpoints,
+    load_shard,
     quarantine_file,
-    receipt_files,
+    receipt_path,
+    shard_of,
 )
-from flows.runs import utc_now
 from flows.signing import jwks
 from flows.storage import Location, open_location
-from flows.warehouse import execute, query_frame, staged
+from flows.warehouse import execute, query_frame, staged, transaction
+from transforms.paths import partition_path
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +65,18 @@ LATEST = "manifests/LATEST"
 MANIFEST_SPEC = "tallyproof/manifest/v1"
 STAGING = "_staging"
 STEP = "publish"
+SHARD_DELTAS = 250_000  # a partition with more deltas is split into shards of customers
 
 
 @dataclass(frozen=True)
 class Entry:
+    slot: str  # a fixed path, or `<parquet folder>#<shard>`
     path: str
+    kind: str
     bytes: int
     rows: int
     sha256: str
+    written: bool  # False when the published file already had these bytes
 
     def as_json(self) -> dict[str, Any]:
         return {"path": self.path, "bytes": self.bytes, "rows": self.rows, "sha256": self.sha256}
@@ -77,16 +86,18 @@ class Entry:
 class PublishSummary:
     publication_id: str = ""
     runs: list[str] = field(default_factory=list)
-    files: int = 0
+    files: int = 0  # written (new or changed)
+    unchanged: int = 0  # built, but already published with the same bytes
     bytes: int = 0
-    parquet_files: int = 0
+    shards: int = 0
     removed: int = 0
     manifest: str = ""
+    written_paths: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class Scope:
-    """What the unpublished runs changed."""
+    """What a publication rewrites: runs it covers, and the outputs their changes touch."""
 
     runs: list[str]
     touched: pl.DataFrame  # customer-periods with events: activity exports, deltas partitions
@@ -105,166 +116,297 @@ def publish_scope(con: duckdb.DuckDBPyConnection, runs: list[str]) -> Scope:
         )
 
 
+def plan_shards(con: duckdb.DuckDBPyConnection, scope: Scope) -> list[ShardWork]:
+    """The shards a scope touches, each knowing which of its outputs to rewrite."""
+    tables = {
+        "deltas": scope.touched.select(PARTITION).unique(),
+        "customer_periods": scope.moved.select(PARTITION).unique(),
+        "checkpoints": scope.checkpointed.select(PARTITION).unique(),
+    }
+    partitions = pl.concat(list(tables.values())).unique().sort(PARTITION)
+    if partitions.is_empty():
+        return []
+    with staged(con, staged_partitions=partitions):
+        sizes = {tuple(r[:3]): r[3] for r in query_frame(con, "select_partition_sizes").rows()}
+    table_sets = {name: {tuple(r) for r in frame.rows()} for name, frame in tables.items()}
+    work = []
+    for key in partitions.rows():
+        shards = max(1, math.ceil((sizes.get(tuple(key)) or 0) / SHARD_DELTAS))
+        for shard in range(shards):
+            work.append(
+                ShardWork(
+                    tenant_id=key[0],
+                    environment=key[1],
+                    period=key[2],
+                    shard=shard,
+                    shards=shards,
+                    tables=frozenset(n for n, keys in table_sets.items() if tuple(key) in keys),
+                    activity=_customers(scope.touched, key, shard, shards),
+                    receipts=_customers(scope.checkpointed, key, shard, shards),
+                )
+            )
+    return work
+
+
+def _customers(frame: pl.DataFrame, key: tuple, shard: int, shards: int) -> frozenset[str]:
+    chosen = frame.filter(
+        (pl.col("tenant_id") == key[0])
+        & (pl.col("environment") == key[1])
+        & (pl.col("period") == key[2])
+    )
+    if shards > 1:
+        chosen = chosen.filter(shard_of(pl.col("customer_id"), shards) == shard)
+    return frozenset(chosen["customer_id"].to_list())
+
+
+def shard_slots(work: ShardWork) -> list[str]:
+    slots = [
+        f"{partition_path(t, work.tenant_id, work.environment, work.period)}#{work.shard:04d}"
+        for t in sorted(work.tables)
+    ]
+    slots += [
+        activity_path(work.tenant_id, work.environment, c, work.period)
+        for c in sorted(work.activity)
+    ]
+    slots += [
+        receipt_path(work.tenant_id, work.environment, c, work.period)
+        for c in sorted(work.receipts)
+    ]
+    return slots
+
+
+@dataclass
+class ShardJob:
+    """A shard's inputs plus what the worker needs to publish it on its own."""
+
+    inputs: ShardInputs
+    output: str
+    publication_id: str
+    published: dict[str, tuple[str, str]]  # slot -> (path, sha256) as published now
+    dry_run: bool = False
+
+
+def publish_shard(job: ShardJob) -> list[Entry]:
+    """Build one shard's files and write the ones whose bytes changed (the task-runner work:
+    it reads only its job and writes only its own files)."""
+    location = open_location(job.output)
+    return [
+        _write(location, job.publication_id, file, job.published, job.dry_run)
+        for file in build_shard(job.inputs, job.publication_id)
+    ]
+
+
+def _slot(file: OutputFile) -> str:
+    if file.kind == "parquet":
+        folder, name = file.path.rsplit("/", 1)
+        return f"{folder}#{name.rsplit('-', 1)[1].split('.')[0]}"
+    return file.path
+
+
+def _write(
+    location: Location,
+    publication_id: str,
+    file: OutputFile,
+    published: dict[str, tuple[str, str]],
+    dry_run: bool,
+) -> Entry:
+    slot = _slot(file)
+    sha = hashlib.sha256(file.data).hexdigest()
+    current = published.get(slot)
+    if current is not None and current[1] == sha:
+        return Entry(slot, current[0], file.kind, len(file.data), file.rows, sha, written=False)
+    if not dry_run:
+        target = file.path if file.kind == "parquet" else f"{STAGING}/{publication_id}/{file.path}"
+        location.write_bytes(target, file.data, atomic=file.kind == "parquet")
+    progress.advance(STEP)
+    return Entry(slot, file.path, file.kind, len(file.data), file.rows, sha, written=True)
+
+
+ShardRunner = Callable[
+    [Callable[[ShardJob], list[Entry]], Iterable[ShardJob]], Iterator[list[Entry]]
+]
+
+
+def threads(workers: int = 2) -> ShardRunner:
+    """Run shards on local threads, a bounded number in flight."""
+
+    def run(
+        work: Callable[[ShardJob], list[Entry]], jobs: Iterable[ShardJob]
+    ) -> Iterator[list[Entry]]:
+        with ThreadPoolExecutor(workers) as pool:
+            pending = []
+            for job in jobs:
+                pending.append(pool.submit(work, job))
+                while len(pending) >= 2 * workers:
+                    yield pending.pop(0).result()
+            for future in pending:
+                yield future.result()
+
+    return run
+
+
 def publish(
     con: duckdb.DuckDBPyConnection,
     settings: Settings,
     publication_id: str,
     *,
     scope: Scope | None = None,
+    runner: ShardRunner | None = None,
+    dry_run: bool = False,
 ) -> PublishSummary:
-    """Publish what the unpublished runs changed (or `scope`), then mark those runs published."""
+    """Publish what the unpublished runs changed (or `scope`), then mark those runs published.
+
+    With `dry_run` nothing is written: the summary says what would be.
+    """
     if scope is None:
         runs = query_frame(con, "select_unpublished_runs")["run_id"].to_list()
         scope = publish_scope(con, runs)
+    runner = runner or threads()
     location = open_location(settings.output)
     previous = read_latest(location)
-    writer = _Writer(location, publication_id)
     summary = PublishSummary(publication_id=publication_id, runs=scope.runs)
+    entries: list[Entry] = []
 
-    parquet_lists = {
-        table: list(entries) for table, entries in (previous or {}).get("parquet", {}).items()
-    }
-    rewritten: dict[str, set[str]] = {table: set() for table in PARQUET_TABLES}
-    partitions = {
-        "deltas": scope.touched.select(PARTITION).unique(),
-        "customer_periods": scope.moved,
-        "checkpoints": scope.checkpointed.select(PARTITION).unique(),
-    }
+    work = plan_shards(con, scope)
+    summary.shards = len(work)
+    flow_files = _flow_files(con, settings, scope)
+    published = _published(
+        con, [s for w in work for s in shard_slots(w)] + [f.path for f in flow_files]
+    )
     with progress.step(STEP):
-        for table, wanted in partitions.items():
-            for entry in writer.write_all(
-                parquet_files(con, table, wanted.sort(PARTITION), publication_id)
-            ):
-                rewritten[table].add(entry.path.rsplit("/", 1)[0])
-                parquet_lists.setdefault(table, []).append(entry.as_json())
-        for table, folders in rewritten.items():
-            parquet_lists[table] = sorted(
-                (
-                    e
-                    for e in parquet_lists.get(table, [])
-                    if e["path"].rsplit("/", 1)[0] not in folders
-                    or e["path"].endswith(f"part-{publication_id}.parquet")
-                ),
-                key=lambda e: e["path"],
+        jobs = (
+            ShardJob(
+                load_shard(con, w),
+                settings.output,
+                publication_id,
+                {s: published[s] for s in shard_slots(w) if s in published},
+                dry_run,
             )
-        writer.write_all(_fixed_files(con, settings, scope))
-
-        manifest_path = writer.write_manifest(scope.runs, previous, parquet_lists)
-        writer.promote()
-        location.write_bytes(LATEST, json.dumps({"manifest": manifest_path}).encode())
-        summary.removed = _clean_up(location, rewritten, parquet_lists, publication_id)
-
-    frame = pl.DataFrame({"run_id": scope.runs}, schema={"run_id": pl.String})
-    with staged(con, staged_runs=frame):
-        execute(
-            con,
-            "mark_runs_published",
-            {"published_at": utc_now(), "publication_id": publication_id},
+            for w in work
         )
-    summary.files = len(writer.entries)
-    summary.bytes = sum(e.bytes for e in writer.entries)
-    summary.parquet_files = sum(len(v) for v in rewritten.values())
-    summary.manifest = manifest_path
-    log.info("published %d files (%d bytes) in %s", summary.files, summary.bytes, manifest_path)
+        for result in runner(publish_shard, jobs):
+            entries += result
+        entries += [_write(location, publication_id, f, published, dry_run) for f in flow_files]
+
+    written = [e for e in entries if e.written]
+    summary.files, summary.unchanged = len(written), len(entries) - len(written)
+    summary.bytes = sum(e.bytes for e in written)
+    summary.written_paths = sorted(e.path for e in written)
+    if dry_run:
+        return summary
+
+    folders = {e.slot.split("#")[0] for e in entries if e.kind == "parquet"}
+    parquet = _current_parquet(con, folders, [e for e in entries if e.kind == "parquet"])
+    summary.manifest = _write_manifest(
+        location, publication_id, scope.runs, previous, written, parquet
+    )
+    _promote(location, publication_id, [e.path for e in written if e.kind == "fixed"])
+    location.write_bytes(LATEST, json.dumps({"manifest": summary.manifest}).encode())
+    summary.removed = _clean_up(location, folders, parquet)
+    _record(con, publication_id, scope.runs, entries, folders)
+    log.info(
+        "published %d files (%d unchanged, %d bytes) in %s",
+        summary.files,
+        summary.unchanged,
+        summary.bytes,
+        summary.manifest,
+    )
     return summary
 
 
-def _fixed_files(
+def _flow_files(
     con: duckdb.DuckDBPyConnection, settings: Settings, scope: Scope
-) -> Iterable[OutputFile]:
-    """The fixed-path files, partition by partition so memory stays bounded."""
-    yield OutputFile(
-        JWKS_PATH,
-        (json.dumps(jwks(settings), indent=2, sort_keys=True) + "\n").encode(),
-        0,
-        "fixed",
-    )
-    for run_id in scope.runs:
-        yield quarantine_file(con, run_id)
-    touched = scope.touched.sort(CUSTOMER_PERIOD)
-    for _, part in touched.partition_by(PARTITION, as_dict=True, maintain_order=True).items():
-        yield from activity_files(con, part)
-    checkpointed = scope.checkpointed.sort(CUSTOMER_PERIOD)
-    yield from batch_checkpoint_files(con, checkpointed.select(PARTITION).unique().sort(PARTITION))
-    for _, part in checkpointed.partition_by(PARTITION, as_dict=True, maintain_order=True).items():
-        yield from receipt_files(con, part)
-
-
-class _Writer:
-    """Writes files on several threads (storage calls release the GIL) and remembers them."""
-
-    def __init__(self, location: Location, publication_id: str) -> None:
-        self.location = location
-        self.publication_id = publication_id
-        self.entries: list[Entry] = []
-        self.staged: list[str] = []
-        self.workers = 32 if location.is_s3 else 8
-
-    def write_all(self, files: Iterable[OutputFile]) -> list[Entry]:
-        written: list[Entry] = []
-        with ThreadPoolExecutor(self.workers) as pool:
-            pending = []
-            for file in files:
-                pending.append(pool.submit(self._write, file))
-                if len(pending) >= 4 * self.workers:  # keep memory bounded
-                    written += [f.result() for f in pending]
-                    pending = []
-            written += [f.result() for f in pending]
-        self.entries += written
-        return written
-
-    def _write(self, file: OutputFile) -> Entry:
-        target = file.path
-        if file.kind == "fixed":
-            target = f"{STAGING}/{self.publication_id}/{file.path}"
-        self.location.write_bytes(target, file.data, atomic=file.kind != "fixed")
-        progress.advance(STEP)
-        if file.kind == "fixed":
-            self.staged.append(file.path)
-        return Entry(file.path, len(file.data), file.rows, hashlib.sha256(file.data).hexdigest())
-
-    def write_manifest(
-        self,
-        runs: list[str],
-        previous: dict[str, Any] | None,
-        parquet_lists: dict[str, list[dict[str, Any]]],
-    ) -> str:
-        files = pl.DataFrame(
-            [e.as_json() for e in self.entries],
-            schema={"path": pl.String, "bytes": pl.Int64, "rows": pl.Int64, "sha256": pl.String},
+) -> list[OutputFile]:
+    """What the flow builds itself: small files that span shards."""
+    files = [
+        OutputFile(
+            JWKS_PATH,
+            (json.dumps(jwks(settings), indent=2, sort_keys=True) + "\n").encode(),
+            0,
+            "fixed",
         )
-        buffer = io.BytesIO()
-        files.sort("path").write_parquet(buffer, compression="zstd")
-        listing = buffer.getvalue()
-        listing_path = f"manifests/{self.publication_id}.files.parquet"
-        self.location.write_bytes(listing_path, listing)
-        manifest = {
-            "spec": MANIFEST_SPEC,
-            "publicationId": self.publication_id,
-            "createdAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            "runs": runs,
-            "previous": (previous or {}).get("path"),
-            "files": {
-                "path": listing_path,
-                "bytes": len(listing),
-                "rows": files.height,
-                "sha256": hashlib.sha256(listing).hexdigest(),
-            },
-            "totals": {
-                "files": files.height,
-                "bytes": int(files["bytes"].sum() or 0),
-                "rows": int(files["rows"].sum() or 0),
-            },
-            "parquet": parquet_lists,
-        }
-        path = f"manifests/{self.publication_id}.json"
-        self.location.write_bytes(path, (json.dumps(manifest, indent=1) + "\n").encode())
-        return path
+    ]
+    files += [quarantine_file(con, run_id) for run_id in scope.runs]
+    partitions = scope.checkpointed.select(PARTITION).unique().sort(PARTITION)
+    if partitions.height:
+        files += batch_checkpoint_files(load_batch_checkpoints(con, partitions))
+    return files
 
-    def promote(self) -> None:
-        prefix = f"{STAGING}/{self.publication_id}"
-        with ThreadPoolExecutor(self.workers) as pool:
-            list(pool.map(lambda p: self.location.move(f"{prefix}/{p}", p), self.staged))
+
+def _published(con: duckdb.DuckDBPyConnection, slots: list[str]) -> dict[str, tuple[str, str]]:
+    if not slots:
+        return {}
+    with staged(con, staged_slots=pl.DataFrame({"slot": slots})):
+        rows = query_frame(con, "select_published_slots")
+    return {r["slot"]: (r["path"], r["sha256"]) for r in rows.to_dicts()}
+
+
+def _current_parquet(
+    con: duckdb.DuckDBPyConnection, rewritten: set[str], new: list[Entry]
+) -> dict[str, list[dict[str, Any]]]:
+    """The complete Parquet listing after this publication, per table."""
+    kept = [
+        r
+        for r in query_frame(con, "select_published_parquet").to_dicts()
+        if r["slot"].split("#")[0] not in rewritten
+    ]
+    listing: dict[str, list[dict[str, Any]]] = {}
+    for row in [*kept, *({"slot": e.slot, **e.as_json()} for e in new)]:
+        table = row["path"].split("/")[1]
+        listing.setdefault(table, []).append(
+            {k: row[k] for k in ("path", "bytes", "rows", "sha256")}
+        )
+    return {
+        table: sorted(items, key=lambda e: e["path"]) for table, items in sorted(listing.items())
+    }
+
+
+def _write_manifest(
+    location: Location,
+    publication_id: str,
+    runs: list[str],
+    previous: dict[str, Any] | None,
+    written: list[Entry],
+    parquet: dict[str, list[dict[str, Any]]],
+) -> str:
+    files = pl.DataFrame(
+        [e.as_json() for e in written],
+        schema={"path": pl.String, "bytes": pl.Int64, "rows": pl.Int64, "sha256": pl.String},
+    )
+    buffer = io.BytesIO()
+    files.sort("path").write_parquet(buffer, compression="zstd")
+    listing = buffer.getvalue()
+    listing_path = f"manifests/{publication_id}.files.parquet"
+    location.write_bytes(listing_path, listing)
+    manifest = {
+        "spec": MANIFEST_SPEC,
+        "publicationId": publication_id,
+        "createdAt": clock.now_text(),
+        "runs": runs,
+        "previous": (previous or {}).get("path"),
+        "files": {
+            "path": listing_path,
+            "bytes": len(listing),
+            "rows": files.height,
+            "sha256": hashlib.sha256(listing).hexdigest(),
+        },
+        "totals": {
+            "files": files.height,
+            "bytes": int(files["bytes"].sum() or 0),
+            "rows": int(files["rows"].sum() or 0),
+        },
+        "parquet": parquet,
+    }
+    path = f"manifests/{publication_id}.json"
+    location.write_bytes(path, (json.dumps(manifest, indent=1) + "\n").encode())
+    return path
+
+
+def _promote(location: Location, publication_id: str, paths: list[str]) -> None:
+    prefix = f"{STAGING}/{publication_id}"
+    workers = 32 if location.is_s3 else 8
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda p: location.move(f"{prefix}/{p}", p), paths))
 
 
 def read_latest(location: Location) -> dict[str, Any] | None:
@@ -277,25 +419,79 @@ def read_latest(location: Location) -> dict[str, Any] | None:
 
 
 def _clean_up(
-    location: Location,
-    rewritten: dict[str, set[str]],
-    current: dict[str, list[dict[str, Any]]],
-    publication_id: str,
+    location: Location, folders: set[str], current: dict[str, list[dict[str, Any]]]
 ) -> int:
-    """Delete Parquet files of rewritten partitions that the new manifest does not list (the
+    """Delete Parquet files of rewritten partitions that the new listing does not name (the
     superseded ones and leftovers of crashed runs), and every staging folder."""
     keep = {e["path"] for entries in current.values() for e in entries}
     removed = 0
-    for folders in rewritten.values():
-        for folder in folders:
-            for stored in location.list_files(folder):
-                in_folder = stored.relative.rsplit("/", 1)[0] == folder
-                if in_folder and stored.relative not in keep:
-                    location.delete(stored.relative)
-                    removed += 1
+    for folder in folders:
+        for stored in location.list_files(folder):
+            in_folder = stored.relative.rsplit("/", 1)[0] == folder
+            if in_folder and stored.relative not in keep:
+                location.delete(stored.relative)
+                removed += 1
     location.delete_folder(STAGING)
     location.forget_folders()
     return removed
+
+
+def _record(
+    con: duckdb.DuckDBPyConnection,
+    publication_id: str,
+    runs: list[str],
+    entries: list[Entry],
+    folders: set[str],
+) -> None:
+    rows = pl.DataFrame(
+        [
+            {
+                "slot": e.slot,
+                "path": e.path,
+                "kind": e.kind,
+                "bytes": e.bytes,
+                "rows": e.rows,
+                "sha256": e.sha256,
+                "publication_id": publication_id if e.written else None,
+            }
+            for e in entries
+        ],
+        schema={
+            "slot": pl.String,
+            "path": pl.String,
+            "kind": pl.String,
+            "bytes": pl.Int64,
+            "rows": pl.Int64,
+            "sha256": pl.String,
+            "publication_id": pl.String,
+        },
+    )
+    if rows.height:
+        with staged(con, staged_slots=rows.select("slot")):
+            kept = query_frame(con, "select_published_slots").select("slot", "publication_id")
+        rows = (
+            rows.join(kept, on="slot", how="left", suffix="_old")
+            .with_columns(publication_id=pl.coalesce("publication_id", "publication_id_old"))
+            .drop("publication_id_old")
+        )
+    with (
+        transaction(con),
+        staged(
+            con,
+            staged_slots=rows.select("slot"),
+            staged_folders=pl.DataFrame({"folder": sorted(folders)}, schema={"folder": pl.String}),
+            staged_published_files=rows,
+            staged_runs=pl.DataFrame({"run_id": runs}, schema={"run_id": pl.String}),
+        ),
+    ):
+        execute(con, "delete_published_slots")
+        if rows.height:
+            execute(con, "insert_published_files")
+        execute(
+            con,
+            "mark_runs_published",
+            {"published_at": clock.now_naive(), "publication_id": publication_id},
+        )
 
 
 def publish_jwks(settings: Settings) -> str:

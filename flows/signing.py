@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -22,6 +21,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from flows import clock
 from flows.config import Settings
 from flows.errors import ConfigError
 from flows.keys import write_secret_file
@@ -106,7 +106,7 @@ def jwks(settings: Settings) -> dict[str, Any]:
 
 def sign_claims(key: SigningKey, claims: dict[str, Any]) -> str:
     """A compact JWS (EdDSA) of `claims` plus `iat`, with the key's kid in the header."""
-    payload = {**claims, "iat": int(time.time())}
+    payload = {**claims, "iat": clock.now_seconds()}
     return jwt.encode(payload, key.private_key, algorithm="EdDSA", headers={"kid": key.kid})
 
 
@@ -133,7 +133,7 @@ def _sign_chunk_args(args: tuple[bytes, str, list[str], list[str]]) -> list[str]
 def _sign_chunk(pem: bytes, kid: str, ids: list[str], fingerprints: list[str]) -> list[str]:
     key = SigningKey(kid, pem)
     private = key.private_key
-    iat = int(time.time())
+    iat = clock.now_seconds()
     headers = {"kid": kid}
     return [
         jwt.encode(

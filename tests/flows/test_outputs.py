@@ -125,9 +125,9 @@ class TestOutputs:
             "exports/acme/production/batch-checkpoints/2026-03.csv",
             "exports/acme/production/batch-checkpoints/2026-03.json",
             "receipts/acme/production/bob:2/2026-04.json",
-            f"parquet/deltas/tenant=acme/environment=production/period=2026-03/part-{run_id}.parquet",
-            f"parquet/customer_periods/tenant=acme/environment=sandbox/period=2026-04/part-{run_id}.parquet",
-            f"parquet/checkpoints/tenant=acme/environment=production/period=2026-02/part-{run_id}.parquet",
+            f"parquet/deltas/tenant=acme/environment=production/period=2026-03/part-{run_id}-0000.parquet",
+            f"parquet/customer_periods/tenant=acme/environment=sandbox/period=2026-04/part-{run_id}-0000.parquet",
+            f"parquet/checkpoints/tenant=acme/environment=production/period=2026-02/part-{run_id}-0000.parquet",
         ]:
             assert path in paths, path
             assert outputs.location.exists(path), path
@@ -286,22 +286,22 @@ class TestOutputs:
         assert second["previous"] == f"manifests/{first['publicationId']}.json"
         written = set(outputs.manifest_files(second)["path"].to_list())
         run_id = second["publicationId"]
+        # The JWKS did not change, so it is not rewritten.
         assert written == {
-            ".well-known/jwks.json",
             f"quarantine/{run_id}.csv",
             "exports/acme/production/customers/alice/2026-03.csv",
             "exports/acme/production/batch-checkpoints/2026-03.csv",
             "exports/acme/production/batch-checkpoints/2026-03.json",
             "receipts/acme/production/alice/2026-03.json",
-            f"parquet/deltas/tenant=acme/environment=production/period=2026-03/part-{run_id}.parquet",
-            f"parquet/checkpoints/tenant=acme/environment=production/period=2026-03/part-{run_id}.parquet",
-            f"parquet/customer_periods/tenant=acme/environment=production/period=2026-03/part-{run_id}.parquet",
+            f"parquet/deltas/tenant=acme/environment=production/period=2026-03/part-{run_id}-0000.parquet",
+            f"parquet/checkpoints/tenant=acme/environment=production/period=2026-03/part-{run_id}-0000.parquet",
+            f"parquet/customer_periods/tenant=acme/environment=production/period=2026-03/part-{run_id}-0000.parquet",
         }
         # The old partition file is gone, the others are untouched and still listed.
         folder = "parquet/deltas/tenant=acme/environment=production"
-        old = f"{folder}/period=2026-03/part-{first['publicationId']}.parquet"
+        old = f"{folder}/period=2026-03/part-{first['publicationId']}-0000.parquet"
         assert not outputs.location.exists(old)
-        feb = f"{folder}/period=2026-02/part-{first['publicationId']}.parquet"
+        feb = f"{folder}/period=2026-02/part-{first['publicationId']}-0000.parquet"
         assert feb in {e["path"] for e in second["parquet"]["deltas"]}
         assert outputs.location.exists(feb)
         table = outputs.dataset("deltas").to_table()
