@@ -311,8 +311,8 @@ def runs(
         out.print_json(json.dumps(rows, default=str))
         return
     table = Table(title="runs")
+    table.add_column("run", no_wrap=True)
     for column in (
-        "run",
         "kind",
         "as of",
         "started (UTC)",
@@ -546,6 +546,9 @@ def _customer(tenant: str, env: str, customer: str):  # -> Customer
 
 
 def _read_warehouse(warehouse: Path | None):  # -> DuckDBPyConnection
+    import duckdb
+
+    from flows.snapshots import current_snapshot
     from flows.warehouse import connect
 
     settings = _settings(warehouse=warehouse)
@@ -553,7 +556,16 @@ def _read_warehouse(warehouse: Path | None):  # -> DuckDBPyConnection
         from flows.errors import ConfigError
 
         raise ConfigError(f"no warehouse at {settings.warehouse}; run `tallyproof run` first")
-    return connect(settings.warehouse, read_only=True)
+    try:
+        return connect(settings.warehouse, read_only=True)
+    except (duckdb.IOException, duckdb.ConnectionException):
+        # A run holds the warehouse (another process, or this one): read the snapshot the
+        # last run left, as the API does.
+        snapshot = current_snapshot(settings)
+        if snapshot is None:
+            raise
+        console.print(f"[yellow]a run is writing the warehouse; reading {snapshot.name}[/]")
+        return connect(snapshot, read_only=True)
 
 
 @app.command()

@@ -256,7 +256,10 @@ def publish(
 ) -> PublishSummary:
     """Publish what the unpublished runs changed (or `scope`), then mark those runs published.
 
-    With `dry_run` nothing is written: the summary says what would be.
+    With `dry_run` no file is written: the summary says what would be. The inventory is still
+    recorded, as if the files had been written, so that a dry backfill's later periods see what
+    its earlier ones would have published; dry runs therefore work on a scratch copy of the
+    warehouse (see `flows.backfill`).
     """
     if scope is None:
         runs = query_frame(con, "select_unpublished_runs")["run_id"].to_list()
@@ -292,10 +295,11 @@ def publish(
     summary.files, summary.unchanged = len(written), len(entries) - len(written)
     summary.bytes = sum(e.bytes for e in written)
     summary.written_paths = sorted(e.path for e in written)
+    folders = {e.slot.split("#")[0] for e in entries if e.kind == "parquet"}
     if dry_run:
+        _record(con, publication_id, scope.runs, entries, folders)
         return summary
 
-    folders = {e.slot.split("#")[0] for e in entries if e.kind == "parquet"}
     parquet = _current_parquet(con, folders, [e for e in entries if e.kind == "parquet"])
     summary.manifest = _write_manifest(
         location, publication_id, scope.runs, previous, written, parquet
@@ -326,7 +330,11 @@ def _flow_files(
             "fixed",
         )
     ]
-    files += [quarantine_file(con, run_id) for run_id in scope.runs]
+    with staged(
+        con, staged_runs=pl.DataFrame({"run_id": scope.runs}, schema={"run_id": pl.String})
+    ):
+        landed = set(query_frame(con, "select_runs_with_landing")["run_id"].to_list())
+    files += [quarantine_file(con, run_id) for run_id in scope.runs if run_id in landed]
     partitions = scope.checkpointed.select(PARTITION).unique().sort(PARTITION)
     if partitions.height:
         files += batch_checkpoint_files(load_batch_checkpoints(con, partitions))

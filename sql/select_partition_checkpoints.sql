@@ -4,7 +4,6 @@ SELECT
     c.tenant_id, c.environment, c.period, c.customer_id, c.version, c.checkpoint_id,
     c.fingerprint, c.tree_size, c.root, c.opening_balance, c.credits, c.debits,
     c.closing_balance, c.previous, c.supersedes, c.body, c.signature, c.kid, c.created_at,
-    c.run_id,
     c.version = max(c.version) OVER (
         PARTITION BY c.tenant_id, c.environment, c.customer_id, c.period
     ) AS is_latest

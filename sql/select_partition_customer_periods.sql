@@ -1,5 +1,5 @@
 -- The period summaries of the staged partitions: the `customer_periods` BI feed.
-SELECT p.*
+SELECT p.* EXCLUDE (updated_run_id)
 FROM customer_periods AS p
 SEMI JOIN staged_partitions AS s
     ON p.tenant_id = s.tenant_id AND p.environment = s.environment AND p.period = s.period

@@ -1,9 +1,9 @@
 -- The deltas of the staged partitions (staged_partitions: tenant_id, environment, period), one
--- row per delta with its current status: the `deltas` BI feed. Salts stay in the warehouse.
+-- row per delta with its current status: the `deltas` BI feed. Salts and run ids stay in the
+-- warehouse: the feed is a function of the data alone.
 SELECT
     d.tenant_id, d.environment, d.period, d.customer_id, d.delta_id, d.amount, d.reason,
-    d.reference_id, d.metadata, d.occurred_at, d.status, d.leaf_index,
-    d.created_run_id, d.updated_run_id
+    d.reference_id, d.metadata, d.occurred_at, d.status, d.leaf_index
 FROM deltas AS d
 SEMI JOIN staged_partitions AS s
     ON d.tenant_id = s.tenant_id AND d.environment = s.environment AND d.period = s.period

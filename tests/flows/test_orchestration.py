@@ -1,0 +1,410 @@
+"""Orchestration (issue 6): the flow's artifacts and run record, backfills against nightly runs,
+two runs at once, the Dask runner against threads, and runs killed at random points."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from flows.backfill import run_backfill
+from flows.config import Settings
+from flows.generate import generate_landing_files
+from flows.pipeline import run_nightly
+from flows.signing import active_signing_key
+from tests.conftest import REPO
+from transforms.synthetic import GeneratorSpec
+
+AS_OF = date(2026, 11, 2)
+SPEC = GeneratorSpec(
+    tenants=2,
+    customers=30,
+    months=3,
+    deltas_per_month=600,
+    seed=11,
+    end_month="2026-10",
+    bad_rows=0.01,
+)
+PART = re.compile(r"part-run_[0-9TZ]+_[0-9a-f]+(-\d{4}-\d{2})?-")
+
+
+@pytest.fixture
+def reproducible(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1793491200")  # 2026-11-01T00:00:00Z
+
+
+@pytest.fixture(scope="module")
+def landing(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    inbox = tmp_path_factory.mktemp("landing") / "inbox"
+    generate_landing_files(SPEC, str(inbox))
+    return inbox
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("keys") / "keys"
+    active_signing_key(Settings(data_dir=folder.parent, keys_dir=folder))
+    return folder
+
+
+def data_dir(root: Path, landing: Path, keys: Path) -> Path:
+    """A fresh data folder with the shared inbox and signing keys."""
+    shutil.copytree(landing, root / "inbox")
+    shutil.copytree(keys, root / "keys")
+    return root
+
+
+def settings_for(root: Path, **overrides: object) -> Settings:
+    return Settings(data_dir=root, salt_key="process-tests", **overrides)
+
+
+def published(root: Path) -> dict[str, str]:
+    """Every published file by path (run ids taken out of Parquet names) and SHA-256, without
+    the files that name runs by design (manifests, quarantine CSVs)."""
+    out = {}
+    base = root / "output"
+    for path in base.rglob("*"):
+        relative = path.relative_to(base).as_posix()
+        if path.is_file() and not relative.startswith(("manifests/", "quarantine/", "packages/")):
+            out[PART.sub("part-", relative)] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def state(root: Path) -> dict[str, object]:
+    con = duckdb.connect(str(root / "warehouse.duckdb"), read_only=True)
+    try:
+        return {
+            "deltas": con.execute(
+                "SELECT tenant_id, environment, delta_id, customer_id, period, amount, status, "
+                "salt, leaf_index, first_event_seq, status_event_seq FROM deltas ORDER BY ALL"
+            ).fetchall(),
+            "events": con.execute(
+                "SELECT event_seq, delta_id, outcome, line FROM delta_events ORDER BY event_seq"
+            ).fetchall(),
+            "checkpoints": con.execute(
+                "SELECT customer_id, period, version, fingerprint FROM checkpoints ORDER BY ALL"
+            ).fetchall(),
+            "quarantine": con.execute(
+                "SELECT file, line, code FROM quarantine ORDER BY ALL"
+            ).fetchall(),
+        }
+    finally:
+        con.close()
+
+
+# --- the flow on the real Prefect engine ---------------------------------------------------------
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_nightly_flow_leaves_artifacts_and_a_run_record(
+    tmp_path: Path, landing: Path, keys: Path
+) -> None:
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.pipeline import nightly_flow
+
+    root = data_dir(tmp_path / "data", landing, keys)
+    os.environ["TALLYPROOF_SALT_KEY"] = "process-tests"
+    try:
+        state_ = nightly_flow(
+            as_of=AS_OF,
+            inbox=str(root / "inbox"),
+            output=str(root / "output"),
+            warehouse=str(root / "warehouse.duckdb"),
+            return_state=True,
+        )
+    finally:
+        del os.environ["TALLYPROOF_SALT_KEY"]
+    summary = state_.result()
+    assert summary["rowsAccepted"] > 0 and summary["checkpointsNew"] > 0
+    assert summary["filesPublished"] > 0 and summary["shards"] > 0
+    flow_run_id = state_.state_details.flow_run_id
+    # Read back through the server's REST API (Prefect 3.8's own client sends fields its
+    # server refuses on this route).
+    api = PREFECT_API_URL.value()
+    artifacts = httpx.post(
+        f"{api}/artifacts/filter",
+        json={
+            "artifacts": {"flow_run_id": {"any_": [str(flow_run_id)]}},
+            "limit": 50,
+            "offset": 0,
+            "sort": "CREATED_DESC",
+        },
+    ).json()
+    task_runs = httpx.post(
+        f"{api}/task_runs/filter",
+        json={
+            "flow_runs": {"id": {"any_": [str(flow_run_id)]}},
+            "limit": 200,
+            "offset": 0,
+            "sort": "EXPECTED_START_TIME_DESC",
+        },
+    ).json()
+    by_type = {a["type"]: a for a in artifacts}
+    assert set(by_type) == {"table", "markdown"}
+    table = by_type["table"]["data"]
+    table = json.loads(table) if isinstance(table, str) else table
+    metrics = {row["metric"]: row["value"] for row in table}
+    assert metrics["files seen / ingested / skipped / quarantined"].startswith(
+        f"{summary['filesSeen']} / "
+    )
+    assert any(k.startswith("quarantine ") for k in metrics)
+    markdown = by_type["markdown"]["data"]
+    assert summary["runId"] in markdown and "Time per stage" in markdown
+    names = {t["name"] for t in task_runs}
+    assert {"ingest", "summaries", "checkpoints"} <= {n.rsplit("-", 1)[0] for n in names}
+    assert any(n.startswith("publish ") for n in names)
+    [(status, stored)] = (
+        duckdb.connect(str(root / "warehouse.duckdb"), read_only=True)
+        .execute("SELECT status, summary FROM runs WHERE run_id = ?", [summary["runId"]])
+        .fetchall()
+    )
+    assert status == "succeeded" and json.loads(stored)["rowsAccepted"] == summary["rowsAccepted"]
+
+
+# --- backfills ---------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("reproducible")
+def test_a_backfill_equals_nightly_runs_and_a_second_changes_nothing(
+    tmp_path: Path, landing: Path, keys: Path
+) -> None:
+    nightly = data_dir(tmp_path / "nightly", landing, keys)
+    run_nightly(settings_for(nightly), as_of=AS_OF, orchestrated=False)
+    backfilled = data_dir(tmp_path / "backfill", landing, keys)
+    first = run_backfill(
+        settings_for(backfilled),
+        period_from="2026-08",
+        period_to="2026-10",
+        as_of=AS_OF,
+        orchestrated=False,
+    )
+    assert [p.period for p in first.periods] == ["2026-08", "2026-09", "2026-10"]
+    assert all(p.new_versions > 0 and p.files_written > 0 for p in first.periods)
+
+    assert state(backfilled)["checkpoints"] == state(nightly)["checkpoints"]
+    assert state(backfilled)["deltas"] == state(nightly)["deltas"]
+    assert published(backfilled) == published(nightly)
+
+    before = published(backfilled)
+    second = run_backfill(
+        settings_for(backfilled),
+        period_from="2026-08",
+        period_to="2026-10",
+        as_of=AS_OF,
+        orchestrated=False,
+    )
+    assert not second.changed
+    assert all(
+        p.new_versions == p.files_written == 0 and p.files_unchanged > 0 for p in second.periods
+    )
+    assert published(backfilled) == before
+
+
+@pytest.mark.usefixtures("reproducible")
+def test_a_dry_run_reports_and_writes_nothing(tmp_path: Path, landing: Path, keys: Path) -> None:
+    root = data_dir(tmp_path / "data", landing, keys)
+    run_nightly(settings_for(root), as_of=AS_OF, orchestrated=False)
+    # Late data lands for September.
+    late = root / "inbox" / "2026-11-05.csv"
+    late.write_text(
+        "tenant_id,environment,delta_id,customer_id,amount,reason,reference_id,"
+        "status,occurred_at,metadata\nacme,production,late-1,cust_00001,3.5,late,,"
+        "verified,2026-09-10T00:00:00Z,\n"
+    )
+    before_state, before_files = state(root), published(root)
+    dry = run_backfill(
+        settings_for(root),
+        period_from="2026-09",
+        period_to="2026-10",
+        as_of=AS_OF,
+        dry_run=True,
+        orchestrated=False,
+    )
+    assert dry.changed and dry.run.ingest.rows_accepted == 1
+    september = dry.periods[0]
+    assert september.new_versions == 1 and september.files_written > 0
+    assert dry.periods[1].new_versions == 1  # October re-links to September's new version
+    assert state(root) == before_state and published(root) == before_files
+    real = run_backfill(
+        settings_for(root),
+        period_from="2026-09",
+        period_to="2026-10",
+        as_of=AS_OF,
+        orchestrated=False,
+    )
+    assert [p.as_json() for p in real.periods] == [p.as_json() for p in dry.periods]
+    assert published(root) != before_files
+
+
+def test_backfill_refuses_open_or_inverted_ranges(tmp_path: Path) -> None:
+    from flows.errors import InvalidRequestError
+
+    settings = settings_for(tmp_path)
+    for start, end in [("2026-11", "2026-11"), ("2026-10", "2026-09"), ("2026-13", "2026-10")]:
+        with pytest.raises(InvalidRequestError):
+            run_backfill(
+                settings, period_from=start, period_to=end, as_of=AS_OF, orchestrated=False
+            )
+
+
+# --- runs in processes of their own ---------------------------------------------------------------
+
+
+def start(root: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "SOURCE_DATE_EPOCH": "1793491200", "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.flows.run_once", str(root), AS_OF.isoformat(), *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_two_runs_at_once_wait_or_refuse(tmp_path: Path, landing: Path, keys: Path) -> None:
+    single = data_dir(tmp_path / "single", landing, keys)
+    assert start(single).wait(300) == 0
+    raced = data_dir(tmp_path / "raced", landing, keys)
+    first, waiting = start(raced), start(raced)
+    assert first.wait(300) == 0 and waiting.wait(300) == 0, waiting.stderr.read()
+    refused = start(raced, "--wait", "0")
+    holder = start(raced)
+    # Whichever got the lock first, the other either waited or was refused: never both in.
+    codes = sorted([refused.wait(300), holder.wait(300)])
+    assert codes in ([0, 0], [0, 3])
+    if codes == [0, 3]:
+        assert "in use by" in refused.stdout.read() + holder.stdout.read()
+    assert state(raced)["deltas"] == state(single)["deltas"]
+    assert state(raced)["checkpoints"] == state(single)["checkpoints"]
+    assert len(state(raced)["events"]) == len(state(single)["events"])
+    assert published(raced) == published(single)
+
+
+def holding_lock(root: Path) -> bool:
+    note = root / "warehouse.duckdb.lock"
+    return note.exists() and note.read_text().strip() != ""
+
+
+def start_and_wait_for_lock(root: Path, *args: str) -> tuple[subprocess.Popen, float]:
+    process = start(root, *args)
+    while not holding_lock(root):
+        assert process.poll() is None, process.stderr.read()
+        time.sleep(0.01)
+    return process, time.monotonic()
+
+
+def test_a_run_killed_anywhere_is_completed_by_the_next(
+    tmp_path: Path, landing: Path, keys: Path
+) -> None:
+    whole = data_dir(tmp_path / "whole", landing, keys)
+    process, started = start_and_wait_for_lock(whole, "--batch-rows", "1500")
+    assert process.wait(300) == 0
+    duration = time.monotonic() - started
+    want = state(whole)
+
+    interrupted = 0
+    for fraction in (0.1, 0.3, 0.5, 0.7):
+        killed = data_dir(tmp_path / f"killed-{fraction}", landing, keys)
+        victim, started = start_and_wait_for_lock(killed, "--batch-rows", "1500")
+        time.sleep(max(0.0, started + fraction * duration - time.monotonic()))
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(60)
+        crashed = holding_lock(killed)  # else the run had finished already (timing varies)
+        interrupted += crashed
+        after = start(killed, "--batch-rows", "1500")
+        assert after.wait(300) == 0, after.stderr.read()
+        got = state(killed)
+        assert got["deltas"] == want["deltas"], fraction  # no delta lost, none twice
+        assert got["events"] == want["events"], fraction
+        assert got["checkpoints"] == want["checkpoints"], fraction
+        assert got["quarantine"] == want["quarantine"], fraction
+        assert published(killed) == published(whole), fraction
+        statuses = [
+            r[0]
+            for r in duckdb.connect(str(killed / "warehouse.duckdb"), read_only=True)
+            .execute("SELECT status FROM runs ORDER BY started_at")
+            .fetchall()
+        ]
+        expected = ["crashed", "succeeded"] if crashed else ["succeeded", "succeeded"]
+        assert statuses == expected, (fraction, statuses)
+    assert interrupted >= 3
+
+
+# --- Dask --------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_harness", "reproducible")
+def test_the_dask_runner_gives_the_same_bytes_as_threads(
+    tmp_path: Path, landing: Path, keys: Path
+) -> None:
+    from flows.pipeline import nightly_flow
+    from flows.runners import task_runner
+
+    results = {}
+    for runner in ("threads", "dask"):
+        root = data_dir(tmp_path / runner, landing, keys)
+        settings = settings_for(root, runner=runner, workers=2)
+        flow_ = nightly_flow.with_options(task_runner=task_runner(settings))
+        os.environ["TALLYPROOF_SALT_KEY"] = "process-tests"
+        try:
+            summary = flow_(
+                as_of=AS_OF,
+                inbox=str(root / "inbox"),
+                output=str(root / "output"),
+                warehouse=str(root / "warehouse.duckdb"),
+            )
+        finally:
+            del os.environ["TALLYPROOF_SALT_KEY"]
+        assert summary["shards"] > 1
+        results[runner] = published(root)
+    assert results["dask"] == results["threads"]
+
+
+# --- schedules ---------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_nightly_deployment_carries_its_cron_schedule() -> None:
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.cli import nightly_schedule
+    from flows.pipeline import nightly_flow
+
+    deployment = nightly_flow.to_deployment(
+        name="nightly-test",
+        schedule=nightly_schedule("30 2 * * *", "Europe/Berlin"),
+        parameters={"inbox": "/data/inbox"},
+    )
+    deployment_id = deployment.apply()
+    stored = httpx.get(f"{PREFECT_API_URL.value()}/deployments/{deployment_id}").json()
+    [schedule] = stored["schedules"]
+    assert schedule["schedule"]["cron"] == "30 2 * * *"
+    assert schedule["schedule"]["timezone"] == "Europe/Berlin"
+    assert stored["parameters"] == {"inbox": "/data/inbox"}
+
+
+def test_schedule_needs_a_prefect_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    result = CliRunner().invoke(app, ["schedule"])
+    assert result.exit_code != 0
+    assert "prefect server start" in str(result.exception)
