@@ -52,6 +52,12 @@ def last_period(as_of: date, include_open_period: bool) -> str:
     return f"{year:04d}-{month:02d}"
 
 
+# Customers checkpointed in one pass. Their leaves are held while hashing, so this bounds memory
+# (about 2.5 million leaves when customers average 100 verified deltas in the periods a run
+# checkpoints) while still amortising the fixed cost of a pass.
+CUSTOMERS_PER_PASS = 25_000
+
+
 def checkpoint_customers(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -59,27 +65,50 @@ def checkpoint_customers(
     max_period: str,
     key: SigningKey,
     customers: pl.DataFrame | None = None,
+    customers_per_pass: int | None = None,
 ) -> CheckpointSummary:
     """Make the checkpoint versions that are due up to `max_period`.
 
     `customers` (tenant_id, environment, customer_id) limits the pass; by default every customer
-    with a stale period is taken. Idempotent: a second call makes nothing.
+    with a stale period is taken. Customers are taken `customers_per_pass` at a time (default
+    `CUSTOMERS_PER_PASS`), each pass its own transaction (a customer's chain never spans
+    passes). Idempotent: a second call makes nothing.
     """
     if customers is None:
         customers = stale_customers(con, max_period)
     summary = CheckpointSummary(customers=customers.height)
-    if customers.is_empty():
-        return summary
+    step = customers_per_pass or CUSTOMERS_PER_PASS
+    for offset in range(0, customers.height, step):
+        _checkpoint_pass(con, summary, customers.slice(offset, step), run_id, max_period, key)
+    if summary.new_versions:
+        log.info(
+            "checkpoints: %d new versions (%d first) for %d customers",
+            summary.new_versions,
+            summary.first_versions,
+            summary.customers,
+        )
+    return summary
+
+
+def _checkpoint_pass(
+    con: duckdb.DuckDBPyConnection,
+    summary: CheckpointSummary,
+    customers: pl.DataFrame,
+    run_id: str,
+    max_period: str,
+    key: SigningKey,
+) -> None:
     with staged(con, staged_customers=customers):
         candidates = query_frame(con, "select_checkpoint_candidates", {"max_period": max_period})
-    summary.candidates = candidates.height
+    summary.candidates += candidates.height
 
     grown = candidates.filter(
         (pl.col("tree_size") > 0) & pl.col("tree_size").ne_missing(pl.col("latest_tree_size"))
     ).select(KEY)
     hashes = tree_leaf_hashes(con, grown)
     roots = period_roots(hashes.lazy())
-    summary.trees_hashed, summary.leaves_hashed = roots.height, hashes.height
+    summary.trees_hashed += roots.height
+    summary.leaves_hashed += hashes.height
 
     decided = checkpoint_versions(
         candidates.join(
@@ -87,10 +116,10 @@ def checkpoint_customers(
         )
     )
     new = decided.filter(pl.col("is_new"))
-    summary.new_versions = new.height
-    summary.first_versions = new.filter(pl.col("version") == 1).height
+    summary.new_versions += new.height
+    summary.first_versions += new.filter(pl.col("version") == 1).height
     if new.is_empty():
-        return summary
+        return
 
     proofs = consistency_proofs(new, hashes)
     signatures = sign_checkpoints(key, new["checkpoint_id"].to_list(), new["fingerprint"].to_list())
@@ -102,13 +131,6 @@ def checkpoint_customers(
     )
     with transaction(con), staged(con, staged_checkpoints=rows):
         execute(con, "insert_checkpoints")
-    log.info(
-        "checkpoints: %d new versions (%d first) for %d customers",
-        summary.new_versions,
-        summary.first_versions,
-        summary.customers,
-    )
-    return summary
 
 
 def stale_customers(

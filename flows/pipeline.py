@@ -49,6 +49,8 @@ class RunReport:
     last_period: str = ""
     publication: PublishSummary = field(default_factory=PublishSummary)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    # perf_counter() at the start and end of each stage, for tools that line up samples (bench).
+    stage_spans: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         i = self.ingest
@@ -105,9 +107,9 @@ def timed(report: RunReport, stage: str) -> Iterator[None]:
     try:
         yield
     finally:
-        report.stage_seconds[stage] = report.stage_seconds.get(stage, 0.0) + (
-            time.perf_counter() - started
-        )
+        ended = time.perf_counter()
+        report.stage_seconds[stage] = report.stage_seconds.get(stage, 0.0) + (ended - started)
+        report.stage_spans[stage] = (report.stage_spans.get(stage, (started, 0.0))[0], ended)
 
 
 @contextmanager

@@ -33,36 +33,46 @@ def period_roots(hashes: pl.LazyFrame) -> pl.DataFrame:
     tree is a run of rows and numbering the trees is a running count of key changes.
     """
     starts = pl.any_horizontal(pl.col(c).ne_missing(pl.col(c).shift(1)) for c in TREE)
-    numbered = hashes.with_columns(_tree=starts.fill_null(True).cum_sum().cast(pl.UInt32))
+    numbered = hashes.with_columns(_tree=starts.fill_null(True).cum_sum().cast(pl.UInt32) - 1)
     level, trees = pl.collect_all(
         [
             numbered.select(
                 "_tree", index=pl.col("leaf_index").cast(pl.UInt32), node=pl.col("leaf_hash")
             ),
-            numbered.group_by("_tree").agg(*(pl.col(c).first() for c in TREE), tree_size=pl.len()),
+            numbered.group_by("_tree", maintain_order=True).agg(
+                *(pl.col(c).first() for c in TREE), tree_size=pl.len().cast(pl.UInt32)
+            ),
         ]
     )
-    while level.height > trees.height:
-        level = _next_level(level)
-    return trees.join(level.select("_tree", root="node"), on="_tree").select(
-        *TREE, "tree_size", "root"
-    )
+    # Trees are numbered 0.. in order, so a node's tree size is a gather, not a join.
+    level = level.with_columns(_size=trees["tree_size"].gather(level["_tree"]))
+    # A tree whose level has one node is done: its node is the root. Setting finished trees
+    # aside keeps the many small trees from riding along through every level of the big ones.
+    roots = [level.clear().select("_tree", root="node")]  # the schema, when there are no leaves
+    while level.height:
+        finished = level["_size"] == 1
+        roots.append(level.filter(finished).select("_tree", root="node"))
+        level = _next_level(level.filter(~finished))
+    return trees.join(pl.concat(roots), on="_tree").select(*TREE, "tree_size", "root")
 
 
 def _next_level(level: pl.DataFrame) -> pl.DataFrame:
-    """Parents of one level of every tree: a left node with a right sibling is hashed with it,
-    a lone last node is promoted unchanged (its concatenation is null, so it is not hashed)."""
-    right = pl.when(pl.col("_tree").shift(-1) == pl.col("_tree")).then(pl.col("node").shift(-1))
-    return (
-        level.lazy()
-        .with_columns(_right=right)
-        .filter(pl.col("index") % 2 == 0)
-        .select(
-            "_tree",
-            index=pl.col("index") // 2,
-            node=pl.coalesce(
-                _sha256(pl.lit(b"\x01") + pl.col("node") + pl.col("_right")), pl.col("node")
-            ),
-        )
-        .collect()
+    """Parents of one level of every tree (each with two nodes or more), in tree and index
+    order. Every parent sits above an even-indexed node: a left node with a right sibling is
+    replaced by the hash of the pair, a lone last node is promoted unchanged. Lefts with a
+    sibling and right nodes come out of the level in the same order, so the k-th of one pairs
+    with the k-th of the other: no shift, join or sort is needed."""
+    odd = level["index"] % 2 == 1
+    rights = level.filter(odd)["node"]
+    parents = level.filter(~odd)
+    paired = parents["index"] + 1 < parents["_size"]
+    hashed = (
+        parents.filter(paired)
+        .select(_sha256(pl.lit(b"\x01") + pl.col("node") + rights))
+        .to_series()
+    )
+    return parents.with_columns(
+        parents["node"].scatter(paired.arg_true(), hashed),
+        index=pl.col("index") // 2,
+        _size=(pl.col("_size") + 1) // 2,
     )

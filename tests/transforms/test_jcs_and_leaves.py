@@ -138,3 +138,11 @@ def test_period_roots_equal_the_rfc_recursion(spec: list[tuple[str, int]]) -> No
     assert got == expected
     assert all(roots["tree_size"] > 0)
     assert merkle.EMPTY_ROOT not in got.values()
+
+
+def test_period_roots_of_no_leaves_is_an_empty_frame() -> None:
+    schema = {c: pl.String for c in ("tenant_id", "environment", "customer_id", "period")}
+    empty = pl.DataFrame(schema=schema | {"leaf_index": pl.Int64, "leaf_hash": pl.Binary})
+    roots = period_roots(empty.lazy())
+    assert roots.is_empty()
+    assert roots.columns == [*schema, "tree_size", "root"]
