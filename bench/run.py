@@ -8,6 +8,8 @@ added stage by stage (see docs/performance.md).
 from __future__ import annotations
 
 import argparse
+import calendar
+import hashlib
 import json
 import os
 import shutil
@@ -18,32 +20,29 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from flows.checkpoints import checkpoint_customers  # noqa: E402
 from flows.config import Settings  # noqa: E402
 from flows.generate import generate_landing_files  # noqa: E402
-from flows.ingest import ingest_inbox  # noqa: E402
-from flows.pipeline import open_warehouse  # noqa: E402
-from flows.publish import publish  # noqa: E402
-from flows.runs import new_run_id, start_run  # noqa: E402
-from flows.signing import active_signing_key  # noqa: E402
-from flows.snapshots import take_snapshot  # noqa: E402
-from flows.summaries import refresh_customer_periods  # noqa: E402
+from flows.pipeline import RunReport, open_warehouse, run_nightly  # noqa: E402
 from flows.warehouse import query_frame, staged  # noqa: E402
 from transforms.leaves import leaf_text  # noqa: E402
+from transforms.ledger import TREE  # noqa: E402
 from transforms.period_roots import leaf_hashes, period_roots  # noqa: E402
 from transforms.synthetic import GeneratorSpec  # noqa: E402
 
 console = Console(width=150)
 PAGE = os.sysconf("SC_PAGE_SIZE")
+END_MONTH = "2026-10"  # twelve closed months before...
+AS_OF = date(2026, 11, 2)  # ...the nightly run's date
 
 
 @dataclass
@@ -67,33 +66,57 @@ class Report:
     machine: dict[str, Any]
     parameters: dict[str, Any]
     stages: list[Stage] = field(default_factory=list)
+    floors: dict[str, float] = field(default_factory=dict)
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * PAGE / 2**20
+def _rss_mb(pid: int | str = "self") -> float:
+    try:
+        with open(f"/proc/{pid}/statm") as statm:
+            return int(statm.read().split()[1]) * PAGE / 2**20
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+
+
+def _tree_rss_mb() -> float:
+    """Resident memory of this process and its children (the signing pool, the API server)."""
+    total, pending = 0.0, [str(os.getpid())]
+    while pending:
+        pid = pending.pop()
+        total += _rss_mb(pid)
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children") as children:
+                    pending += children.read().split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
 
 
 @contextmanager
-def measured(report: Report, name: str, unit: str, count: Callable[[], int]) -> Iterator[None]:
-    """Time a stage and sample its peak resident memory every 20 ms."""
-    peak = [_rss_mb()]
+def measured(
+    report: Report, name: str, unit: str, count: Callable[[], int]
+) -> Iterator[list[tuple[float, float]]]:
+    """Time a stage and sample the resident memory of the process tree every 20 ms; the
+    samples (perf_counter, MB) are handed to the caller for per-stage peaks."""
+    samples = [(time.perf_counter(), _tree_rss_mb())]
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.wait(0.02):
-            peak[0] = max(peak[0], _rss_mb())
+            samples.append((time.perf_counter(), _tree_rss_mb()))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     started = time.perf_counter()
     try:
-        yield
+        yield samples
     finally:
         seconds = time.perf_counter() - started
         stop.set()
         sampler.join()
-        report.stages.append(Stage(name, count(), unit, seconds, max(peak[0], _rss_mb())))
+        samples.append((time.perf_counter(), _tree_rss_mb()))
+        peak = max(rss for _, rss in samples)
+        report.stages.append(Stage(name, count(), unit, seconds, peak))
 
 
 def main() -> None:
@@ -103,12 +126,14 @@ def main() -> None:
     parser.add_argument("--months", type=int, default=12)
     parser.add_argument("--tenants", type=int, default=4)
     parser.add_argument("--format", default="csv", choices=["csv", "jsonl", "parquet"])
+    parser.add_argument("--peer-leaves", type=int, default=200_000, help="subset for the peers")
     parser.add_argument("--workdir", type=Path, help="keep the data here (default: a temp dir)")
     args = parser.parse_args()
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="tallyproof-bench-"))
-    settings = Settings(data_dir=workdir, salt_key="bench-salt-key")
-    shutil.rmtree(settings.inbox, ignore_errors=True)
+    settings = Settings(data_dir=workdir, salt_key="bench-salt-key", lock_wait_seconds=0)
+    for folder in (settings.inbox, settings.output, settings.data_dir / "snapshots"):
+        shutil.rmtree(folder, ignore_errors=True)
     Path(settings.warehouse).unlink(missing_ok=True)
     spec = GeneratorSpec(
         tenants=args.tenants,
@@ -116,7 +141,7 @@ def main() -> None:
         months=args.months,
         deltas_per_month=max(1, args.deltas // (args.months * args.tenants)),
         seed=1,
-        end_month="2026-10",
+        end_month=END_MONTH,
         format=args.format,
     )
     report = Report(
@@ -124,6 +149,7 @@ def main() -> None:
         machine={"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         parameters={**vars(args), "workdir": str(workdir)},
     )
+    report.floors["sha256 leaves/s"] = sha256_floor()
 
     made: list[Any] = []
     with measured(report, "generate", "rows", lambda: made[0].rows):
@@ -132,55 +158,49 @@ def main() -> None:
         f"generated {made[0].rows:,} rows in {made[0].files} files "
         f"({made[0].bytes / 1e6:.0f} MB) under {workdir}"
     )
+    # The last day of the last month, and what landed after it, is held back for the
+    # incremental run: one more day on top of twelve months.
+    held = workdir / "held-back"
+    held.mkdir(exist_ok=True)
+    year, month = (int(part) for part in END_MONTH.split("-"))
+    last_day = f"{END_MONTH}-{calendar.monthrange(year, month)[1]:02d}"
+    for path in [p for p in Path(settings.inbox).iterdir() if p.name[:10] >= last_day]:
+        path.rename(held / path.name)
+
+    io_floor(report, settings, args.format)
+    file_floor(report, Path(settings.data_dir))
+    full = pipeline_run(report, settings, "full run")
+    for path in held.iterdir():
+        path.rename(Path(settings.inbox) / path.name)
+    incremental = pipeline_run(report, settings, "incremental run (one day)")
+    incremental.notes = (
+        f"{incremental.seconds / full.seconds:.1%} of the full run (target under 5%); "
+        + incremental.notes
+    )
 
     with open_warehouse(settings) as con:
-        run_id = new_run_id()
-        start_run(con, run_id, "bench", None)
-        summary: list[Any] = []
-        with measured(report, f"ingest ({args.format})", "rows", lambda: summary[0].rows_read):
-            summary.append(
-                ingest_inbox(
-                    con,
-                    inbox=settings.inbox,
-                    run_id=run_id,
-                    salt_key=b"bench",
-                    batch_rows=settings.batch_rows,
-                )
-            )
-        written: list[int] = []
-        with measured(report, "summaries", "customer-periods", lambda: written[0]):
-            written.append(refresh_customer_periods(con, run_id))
-        made_checkpoints: list[Any] = []
-        with measured(
-            report,
-            "checkpoints (first versions)",
-            "checkpoints",
-            lambda: made_checkpoints[0].new_versions,
-        ):
-            made_checkpoints.append(
-                checkpoint_customers(
-                    con, run_id=run_id, max_period=spec.end_month, key=active_signing_key(settings)
-                )
-            )
-        published: list[Any] = []
-        with measured(report, "publish (local)", "files", lambda: published[0].files):
-            published.append(publish(con, settings, run_id))
-        report.stages[-1].notes = (
-            f"{published[0].bytes / 1e6:,.0f} MB, "
-            f"{published[0].bytes / 1e6 / report.stages[-1].seconds:,.1f} MB/s"
-        )
-        merkle_stage(report, con)
-    take_snapshot(settings, run_id)
+        leaves = merkle_leaves(con)
+    merkle_stage(report, leaves)
+    peers(report, leaves, args.peer_leaves)
     api_stages(report, settings)
 
-    floor = sha256_floor()
+    floor = report.floors["sha256 leaves/s"]
     for stage in report.stages:
-        if stage.unit == "leaves":
+        if stage.unit == "leaves" and floor:
             stage.floor_per_second = floor
-            stage.notes = f"SHA-256 floor {floor:,.0f} leaves/s (openssl, all cores)"
+    if floor and full.floor_per_second is None:
+        # End to end against the sum of the floors: hashing every leaf plus reading and
+        # writing every landing row once.
+        floor_seconds = leaves.height / floor + full.items / report.floors["io rows/s"]
+        full.floor_per_second = full.items / floor_seconds
+        full.notes = (
+            f"{full.seconds / floor_seconds:.1f}x the floors' {floor_seconds:.1f} s "
+            f"(target within 3x); " + full.notes
+        )
 
     print_report(report)
     out = Path(__file__).resolve().parent / "results" / f"{datetime.now(UTC):%Y-%m-%d}.json"
+    out.parent.mkdir(exist_ok=True)
     out.write_text(
         json.dumps(asdict(report) | {"rates": {s.name: s.rate for s in report.stages}}, indent=2)
         + "\n"
@@ -190,8 +210,77 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def merkle_stage(report: Report, con: Any) -> None:
-    """Leaf bytes to roots for every tree of the warehouse, the checkpoint hot path."""
+def io_floor(report: Report, settings: Settings, fmt: str) -> None:
+    """DuckDB reading the landing files and writing them as Parquet, nothing else."""
+    import duckdb
+
+    reader = {
+        "csv": "read_csv({files}, all_varchar = true)",
+        "jsonl": "read_json({files}, format = 'newline_delimited')",
+        "parquet": "read_parquet({files})",
+    }[fmt]
+    files = f"'{settings.inbox}/*.{fmt}'"
+    target = Path(settings.data_dir) / "io-floor.parquet"
+    rows: list[int] = []
+    with measured(report, "I/O floor (DuckDB: landing files to Parquet)", "rows", lambda: rows[0]):
+        con = duckdb.connect()
+        copied = con.execute(
+            f"COPY (SELECT * FROM {reader.format(files=files)}) TO '{target}' (FORMAT parquet)"
+        ).fetchall()
+        rows.append(int(copied[0][0]))
+        con.close()
+    target.unlink()
+    report.floors["io rows/s"] = report.stages[-1].rate
+
+
+def file_floor(report: Report, folder: Path, files: int = 20_000) -> None:
+    """How fast this file system creates small files (2.5 KB, four to a folder, as the
+    per-customer exports are) from one thread, nothing else: the floor of a local publish."""
+    root = folder / "file-floor"
+    data = b"x" * 2500
+    with measured(report, "file floor (create small files)", "files", lambda: files):
+        for i in range(files):
+            sub = root / f"c{i // 4}"
+            sub.mkdir(parents=True, exist_ok=True)
+            (sub / f"{i}.csv").write_bytes(data)
+    shutil.rmtree(root)
+    report.floors["file creates/s"] = report.stages[-1].rate
+
+
+def pipeline_run(report: Report, settings: Settings, name: str) -> Stage:
+    """One real nightly run, as `tallyproof run` does it, with a row per stage."""
+    runs: list[RunReport] = []
+    with measured(report, name, "rows", lambda: runs[0].ingest.rows_read) as samples:
+        runs.append(run_nightly(settings, as_of=AS_OF, orchestrated=False))
+    run = runs[0]
+    whole = report.stages[-1]
+    counts = {
+        "ingest": (run.ingest.rows_read, "rows"),
+        "summaries": (run.summaries_written, "customer-periods"),
+        "checkpoints": (run.checkpoints.new_versions, "checkpoints"),
+        "publish": (run.publication.files, "files"),
+        "snapshot": (1, "copies"),
+    }
+    for stage_name, (items, unit) in counts.items():
+        started, ended = run.stage_spans.get(stage_name, (0.0, 0.0))
+        peak = max((rss for t, rss in samples if started <= t <= ended), default=0.0)
+        stage = Stage(f"  {stage_name}", items, unit, run.stage_seconds.get(stage_name, 0.0), peak)
+        if stage_name == "publish":
+            stage.floor_per_second = report.floors.get("file creates/s")
+            stage.notes = (
+                f"{run.publication.bytes / 1e6:,.0f} MB, "
+                f"{run.publication.bytes / 1e6 / max(stage.seconds, 1e-9):,.1f} MB/s, "
+                f"{run.publication.unchanged:,} unchanged"
+            )
+        if stage_name == "checkpoints":
+            stage.notes = f"{run.checkpoints.leaves_hashed:,} leaves hashed"
+        report.stages.append(stage)
+    whole.notes = f"{run.ingest.rows_accepted:,} rows accepted"
+    return whole
+
+
+def merkle_leaves(con: Any) -> pl.DataFrame:
+    """The leaf bytes of every tree of the warehouse, sorted by tree and leaf index."""
     trees = con.sql(
         "SELECT DISTINCT tenant_id, environment, customer_id, period FROM deltas "
         "WHERE status = 'verified'"
@@ -199,11 +288,64 @@ def merkle_stage(report: Report, con: Any) -> None:
     with staged(con, staged_trees=trees):
         leaves = query_frame(con, "select_tree_leaves")
     leaves = leaves.with_columns(leaves["occurred_at_utc"].dt.replace_time_zone("UTC"))
-    texts = leaf_text(leaves.lazy()).collect()
-    roots: list[Any] = []
+    return leaf_text(leaves.lazy()).collect()
+
+
+def merkle_stage(report: Report, texts: pl.DataFrame) -> None:
+    """Leaf bytes to roots for every tree of the warehouse, the checkpoint hot path."""
+    parts: dict[str, Any] = {}
     with measured(report, "merkle roots (leaf bytes to roots)", "leaves", lambda: texts.height):
-        roots.append(period_roots(leaf_hashes(texts.lazy()).collect().lazy()))
-    console.print(f"{roots[0].height:,} trees, {texts.height:,} leaves")
+        started = time.perf_counter()
+        hashes = leaf_hashes(texts.lazy()).collect()
+        parts["leaves"] = time.perf_counter() - started
+        parts["roots"] = period_roots(hashes.lazy())
+    levels = report.stages[-1].seconds - parts["leaves"]
+    mean = texts["leaf"].str.len_bytes().mean()
+    report.stages[-1].notes = (
+        f"{parts['roots'].height:,} trees; leaf hashes {texts.height / parts['leaves']:,.0f}/s "
+        f"(mean leaf {mean:.0f} B), levels {texts.height / levels:,.0f} leaves/s"
+    )
+
+
+def peers(report: Report, texts: pl.DataFrame, leaves: int) -> None:
+    """The same roots on a subset of whole trees: ours, pymerkle per tree, a hashlib loop."""
+    from pymerkle import InmemoryTree
+
+    sizes = texts.group_by(TREE, maintain_order=True).len()
+    take = int((sizes["len"].cum_sum() <= leaves).sum()) or 1
+    subset = texts.join(sizes.head(take).select(TREE), on=TREE, how="semi", maintain_order="left")
+    trees = subset.partition_by(TREE, maintain_order=True, as_dict=False)
+    ours: list[pl.DataFrame] = []
+    with measured(report, "  ours (peer subset)", "leaves", lambda: subset.height):
+        ours.append(period_roots(leaf_hashes(subset.lazy()).collect().lazy()))
+    expected = ours[0]["root"].to_list()
+    with measured(report, "  peer: pymerkle per tree", "leaves", lambda: subset.height):
+        found = []
+        for tree in trees:
+            merkle = InmemoryTree(algorithm="sha256")
+            for leaf in tree["leaf"].to_list():
+                merkle.append_entry(leaf.encode())
+            found.append(merkle.get_root())
+    assert found == expected, "pymerkle disagrees"
+    with measured(report, "  peer: hashlib loop per tree", "leaves", lambda: subset.height):
+        found = [hashlib_root(tree["leaf"].to_list()) for tree in trees]
+    assert found == expected, "the hashlib loop disagrees"
+    ours_rate = report.stages[-3].rate
+    for stage in report.stages[-2:]:
+        stage.notes = f"ours is {ours_rate / stage.rate:,.0f}x faster (target 10x over pymerkle)"
+    report.stages[-3].notes = f"{len(trees):,} trees, same roots as both peers"
+
+
+def hashlib_root(leaves: list[str]) -> bytes:
+    """What a plain implementation does: hash the leaves, then pair level by level."""
+    level = [hashlib.sha256(b"\x00" + leaf.encode()).digest() for leaf in leaves]
+    while len(level) > 1:
+        paired = [
+            hashlib.sha256(b"\x01" + level[i] + level[i + 1]).digest()
+            for i in range(0, len(level) - 1, 2)
+        ]
+        level = paired + level[len(level) - len(level) % 2 :]
+    return level[0]
 
 
 def api_stages(report: Report, settings: Settings, requests: int = 400) -> None:
