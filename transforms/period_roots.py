@@ -66,9 +66,13 @@ def _next_level(level: pl.DataFrame) -> pl.DataFrame:
     rights = level.filter(odd)["node"]
     parents = level.filter(~odd)
     paired = parents["index"] + 1 < parents["_size"]
+    # Lazy, because Polars spreads a lazy plan's elementwise work over all cores and runs an
+    # eager one on one core.
     hashed = (
-        parents.filter(paired)
-        .select(_sha256(pl.lit(b"\x01") + pl.col("node") + rights))
+        pl.DataFrame({"left": parents["node"].filter(paired), "right": rights})
+        .lazy()
+        .select(_sha256(pl.lit(b"\x01") + pl.col("left") + pl.col("right")))
+        .collect()
         .to_series()
     )
     return parents.with_columns(
