@@ -26,7 +26,11 @@ class Settings(BaseSettings):
 
     batch_rows: int = Field(2_000_000, ge=1, description="rows validated and merged at once")
     duckdb_threads: int | None = Field(None, ge=1)
-    duckdb_memory_limit: str | None = None
+    duckdb_memory_limit: str | None = Field(
+        "3GB",
+        description="DuckDB's memory limit (it spills beyond it); DuckDB's own default is 80% "
+        "of RAM, which leaves nothing for Polars on a large first run",
+    )
     lock_wait_seconds: float = Field(3600.0, ge=0, description="how long a run waits for the lock")
     runner: Literal["threads", "dask"] = Field("threads", description="where shard work runs")
     workers: int = Field(2, ge=1, description="threads, or local Dask worker processes")

@@ -68,7 +68,7 @@ STEP = "publish"
 SHARD_DELTAS = 250_000  # a partition with more deltas is split into shards of customers
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     slot: str  # a fixed path, or `<parquet folder>#<shard>`
     path: str
@@ -378,7 +378,12 @@ def _write_manifest(
     parquet: dict[str, list[dict[str, Any]]],
 ) -> str:
     files = pl.DataFrame(
-        [e.as_json() for e in written],
+        {
+            "path": [e.path for e in written],
+            "bytes": [e.bytes for e in written],
+            "rows": [e.rows for e in written],
+            "sha256": [e.sha256 for e in written],
+        },
         schema={"path": pl.String, "bytes": pl.Int64, "rows": pl.Int64, "sha256": pl.String},
     )
     buffer = io.BytesIO()
@@ -452,18 +457,15 @@ def _record(
     folders: set[str],
 ) -> None:
     rows = pl.DataFrame(
-        [
-            {
-                "slot": e.slot,
-                "path": e.path,
-                "kind": e.kind,
-                "bytes": e.bytes,
-                "rows": e.rows,
-                "sha256": e.sha256,
-                "publication_id": publication_id if e.written else None,
-            }
-            for e in entries
-        ],
+        {
+            "slot": [e.slot for e in entries],
+            "path": [e.path for e in entries],
+            "kind": [e.kind for e in entries],
+            "bytes": [e.bytes for e in entries],
+            "rows": [e.rows for e in entries],
+            "sha256": [e.sha256 for e in entries],
+            "publication_id": [publication_id if e.written else None for e in entries],
+        },
         schema={
             "slot": pl.String,
             "path": pl.String,

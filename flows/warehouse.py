@@ -46,15 +46,16 @@ def connect(
     memory_limit: str | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A connection whose session time zone is UTC (TIMESTAMP columns hold UTC)."""
-    config: dict[str, Any] = {}
-    if threads:
-        config["threads"] = threads
-    if memory_limit:
-        config["memory_limit"] = memory_limit
     if str(path) != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path), read_only=read_only, config=config)
+    # Limits are SET on the database rather than passed as connect() config: DuckDB refuses a
+    # second connection to a file open in this process with a different config.
+    con = duckdb.connect(str(path), read_only=read_only)
     con.execute("SET TimeZone = 'UTC'").fetchall()
+    if threads:
+        con.execute("SET threads = ?", [threads]).fetchall()
+    if memory_limit:
+        con.execute("SET memory_limit = ?", [memory_limit]).fetchall()
     return con
 
 
