@@ -34,13 +34,15 @@ out = Console()
 
 Inbox = Annotated[
     str | None,
-    typer.Option(help="landing files: a folder or s3://bucket/prefix [env: TALLYPROOF_INBOX]"),
+    typer.Option(help="landing files: a folder or s3://bucket/prefix \\[env: TALLYPROOF_INBOX]"),
 ]
 Output = Annotated[
     str | None,
-    typer.Option(help="output root: a folder or s3://bucket/prefix [env: TALLYPROOF_OUTPUT]"),
+    typer.Option(help="output root: a folder or s3://bucket/prefix \\[env: TALLYPROOF_OUTPUT]"),
 ]
-Warehouse = Annotated[Path | None, typer.Option(help="the DuckDB file [env: TALLYPROOF_WAREHOUSE]")]
+Warehouse = Annotated[
+    Path | None, typer.Option(help="the DuckDB file \\[env: TALLYPROOF_WAREHOUSE]")
+]
 AsOf = Annotated[
     str | None, typer.Option("--as-of", help="the run's date, YYYY-MM-DD (default: today in UTC)")
 ]
@@ -175,20 +177,42 @@ def _last_month() -> str:
     return f"{year:04d}-{month:02d}"
 
 
+class RunnerKind(StrEnum):
+    threads = "threads"
+    dask = "dask"
+
+
 Runner = Annotated[
-    str | None,
-    typer.Option(help="where shard work runs: threads or dask [env: TALLYPROOF_RUNNER]"),
+    RunnerKind | None,
+    typer.Option(help="where shard work runs \\[env: TALLYPROOF_RUNNER]"),
 ]
 DaskAddress = Annotated[
     str | None,
     typer.Option(
         help="a Dask scheduler, tcp://host:8786 (implies --runner dask) "
-        "[env: TALLYPROOF_DASK_ADDRESS]"
+        "\\[env: TALLYPROOF_DASK_ADDRESS]"
     ),
 ]
 NoWait = Annotated[
     bool, typer.Option("--no-wait", help="fail at once if another run holds the warehouse")
 ]
+
+
+def _run_settings(
+    inbox: str | None,
+    output: str | None,
+    warehouse: Path | None,
+    runner: RunnerKind | None,
+    dask_address: str | None,
+) -> Settings:
+    """Settings for a writing run: where it reads and writes, and where shard work runs."""
+    return _settings(
+        inbox=inbox,
+        output=output,
+        warehouse=warehouse,
+        runner=runner and runner.value,
+        dask_address=dask_address,
+    )
 
 
 def _flow_with_runner(flow_: Any, settings: Settings) -> Any:
@@ -215,9 +239,7 @@ def run(
     from flows.pipeline import nightly_flow
 
     run_date = _parse_date(as_of, "--as-of")
-    settings = _settings(
-        inbox=inbox, output=output, warehouse=warehouse, runner=runner, dask_address=dask_address
-    )
+    settings = _run_settings(inbox, output, warehouse, runner, dask_address)
     summary = _with_progress(
         not as_json,
         lambda: _flow_with_runner(nightly_flow, settings)(
@@ -250,9 +272,7 @@ def backfill(
     """Recompute and republish past periods, oldest first; a no-op when nothing changed."""
     from flows.backfill import backfill_flow
 
-    settings = _settings(
-        inbox=inbox, output=output, warehouse=warehouse, runner=runner, dask_address=dask_address
-    )
+    settings = _run_settings(inbox, output, warehouse, runner, dask_address)
     summary = _with_progress(
         not as_json,
         lambda: _flow_with_runner(backfill_flow, settings)(
@@ -297,7 +317,9 @@ def backfill(
 def runs(
     limit: Annotated[int, typer.Option(min=1, max=1000, help="how many")] = 20,
     warehouse: Warehouse = None,
-    as_json: JsonFlag = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the runs as one JSON array for machines")
+    ] = False,
 ) -> None:
     """The most recent runs, newest first."""
     from flows.reports import recent_runs
@@ -349,13 +371,16 @@ def schedule(
     cron: Annotated[str, typer.Option(help="when, as a cron expression")] = "0 2 * * *",
     timezone: Annotated[str, typer.Option(help="the cron's time zone")] = "UTC",
     name: Annotated[str, typer.Option(help="the deployment's name")] = "nightly",
+    include_open_period: Annotated[
+        bool, typer.Option(help="also checkpoint the current month, every run")
+    ] = False,
     inbox: Inbox = None,
     output: Output = None,
     warehouse: Warehouse = None,
+    runner: Runner = None,
+    dask_address: DaskAddress = None,
 ) -> None:
     """Serve the nightly deployment on its cron schedule (needs a Prefect server)."""
-    from flows.pipeline import nightly_flow
-
     if not os.environ.get("PREFECT_API_URL"):
         from flows.errors import ConfigError
 
@@ -364,11 +389,27 @@ def schedule(
             "start`, then set PREFECT_API_URL=http://127.0.0.1:4200/api "
             "(or run `tallyproof run` from cron; see the README)"
         )
-    settings = _settings(inbox=inbox, output=output, warehouse=warehouse)
-    console.print(f"[green]serving[/] {name}: {cron} ({timezone}); Ctrl-C to stop")
-    nightly_flow.serve(
-        name=name, schedule=nightly_schedule(cron, timezone), parameters=_locations(settings)
+    settings = _run_settings(inbox, output, warehouse, runner, dask_address)
+    served, options = nightly_deployment(
+        settings, name=name, cron=cron, timezone=timezone, include_open_period=include_open_period
     )
+    console.print(f"[green]serving[/] {name}: {cron} ({timezone}); Ctrl-C to stop")
+    served.serve(**options)
+
+
+def nightly_deployment(
+    settings: Settings, *, name: str, cron: str, timezone: str, include_open_period: bool
+) -> tuple[Any, dict[str, Any]]:
+    """The nightly flow with the configured task runner, and its deployment's options. Served
+    runs execute this flow object (not a fresh import), so the runner choice carries over."""
+    from flows.pipeline import nightly_flow
+
+    options = {
+        "name": name,
+        "schedule": nightly_schedule(cron, timezone),
+        "parameters": {**_locations(settings), "include_open_period": include_open_period},
+    }
+    return _flow_with_runner(nightly_flow, settings), options
 
 
 def nightly_schedule(cron: str, timezone: str) -> Any:
@@ -724,8 +765,8 @@ def _read_uri(uri: str) -> bytes:
 # --- the dashboard API ------------------------------------------------------------------------
 @app.command()
 def api(
-    host: Annotated[str | None, typer.Option(help="[env: TALLYPROOF_API_HOST]")] = None,
-    port: Annotated[int | None, typer.Option(help="[env: TALLYPROOF_API_PORT]")] = None,
+    host: Annotated[str | None, typer.Option(help="\\[env: TALLYPROOF_API_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="\\[env: TALLYPROOF_API_PORT]")] = None,
     output: Output = None,
     warehouse: Warehouse = None,
 ) -> None:

@@ -3,7 +3,7 @@
 `<warehouse>.lock` is held with flock(2) for as long as a run (or an API write) works on the
 warehouse, and names its holder (pid, host, purpose, start) for whoever waits. The kernel drops
 the lock when its process dies, so a crashed run never blocks the next one; the next holder sees
-the crashed holder's note still in the file, says so, and marks that run failed.
+the crashed holder's note still in the file and says so; the caller marks that run crashed.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,7 +43,6 @@ def writer_lock(
     *,
     purpose: str,
     wait_seconds: float = 0.0,
-    on_wait: Callable[[dict], None] | None = None,
 ) -> Iterator[Held]:
     """Hold the warehouse's writer lock, waiting up to `wait_seconds` for it.
 
@@ -68,8 +67,6 @@ def writer_lock(
                     ) from None
                 if not told:
                     log.warning("waiting for %s to finish with %s", _describe(holder), warehouse)
-                    if on_wait:
-                        on_wait(holder)
                     told = True
                 time.sleep(POLL_SECONDS)
         previous = _read_note(fd)

@@ -6,7 +6,7 @@ CREATE TABLE IF NOT EXISTS runs (
     as_of       DATE,
     started_at  TIMESTAMP NOT NULL,
     finished_at TIMESTAMP,
-    status      VARCHAR NOT NULL,          -- running | succeeded | failed
+    status      VARCHAR NOT NULL,          -- running | succeeded | failed | crashed
     summary     JSON,                      -- the run summary the CLI prints with --json
     published_at    TIMESTAMP,             -- when a completed publication covered this run
     publication_id  VARCHAR                -- the run whose manifest covered it

@@ -379,24 +379,35 @@ def test_the_dask_runner_gives_the_same_bytes_as_threads(
 
 
 @pytest.mark.usefixtures("prefect_harness")
-def test_the_nightly_deployment_carries_its_cron_schedule() -> None:
+def test_the_nightly_deployment_carries_its_schedule_parameters_and_runner(
+    tmp_path: Path,
+) -> None:
     import httpx
     from prefect.settings import PREFECT_API_URL
+    from prefect_dask import DaskTaskRunner
 
-    from flows.cli import nightly_schedule
-    from flows.pipeline import nightly_flow
+    from flows.cli import nightly_deployment
 
-    deployment = nightly_flow.to_deployment(
+    settings = settings_for(tmp_path).with_overrides(runner="dask")
+    served, options = nightly_deployment(
+        settings,
         name="nightly-test",
-        schedule=nightly_schedule("30 2 * * *", "Europe/Berlin"),
-        parameters={"inbox": "/data/inbox"},
+        cron="30 2 * * *",
+        timezone="Europe/Berlin",
+        include_open_period=True,
     )
-    deployment_id = deployment.apply()
+    assert isinstance(served.task_runner, DaskTaskRunner)
+    deployment_id = served.to_deployment(**options).apply()
     stored = httpx.get(f"{PREFECT_API_URL.value()}/deployments/{deployment_id}").json()
     [schedule] = stored["schedules"]
     assert schedule["schedule"]["cron"] == "30 2 * * *"
     assert schedule["schedule"]["timezone"] == "Europe/Berlin"
-    assert stored["parameters"] == {"inbox": "/data/inbox"}
+    assert stored["parameters"] == {
+        "inbox": str(settings.inbox),
+        "output": str(settings.output),
+        "warehouse": str(settings.warehouse),
+        "include_open_period": True,
+    }
 
 
 def test_schedule_needs_a_prefect_server(monkeypatch: pytest.MonkeyPatch) -> None:
