@@ -212,6 +212,7 @@ def main() -> None:
 
 def io_floor(report: Report, settings: Settings, fmt: str) -> None:
     """DuckDB reading the landing files and writing them as Parquet, nothing else."""
+    os.sync()
     import duckdb
 
     reader = {
@@ -237,6 +238,7 @@ def file_floor(report: Report, folder: Path, files: int = 20_000) -> None:
     """How fast this file system creates small files (2.5 KB, four to a folder, as the
     per-customer exports are) from one thread, nothing else: the floor of a local publish."""
     root = folder / "file-floor"
+    os.sync()
     data = b"x" * 2500
     with measured(report, "file floor (create small files)", "files", lambda: files):
         for i in range(files):
@@ -249,6 +251,7 @@ def file_floor(report: Report, folder: Path, files: int = 20_000) -> None:
 
 def pipeline_run(report: Report, settings: Settings, name: str) -> Stage:
     """One real nightly run, as `tallyproof run` does it, with a row per stage."""
+    os.sync()  # the previous stage's dirty pages are not this run's I/O
     runs: list[RunReport] = []
     with measured(report, name, "rows", lambda: runs[0].ingest.rows_read) as samples:
         runs.append(run_nightly(settings, as_of=AS_OF, orchestrated=False))
@@ -311,24 +314,27 @@ def peers(report: Report, texts: pl.DataFrame, leaves: int) -> None:
     """The same roots on a subset of whole trees: ours, pymerkle per tree, a hashlib loop."""
     from pymerkle import InmemoryTree
 
+    # Every k-th tree, so the subset has the whole range of tree sizes, small and skewed.
     sizes = texts.group_by(TREE, maintain_order=True).len()
-    take = int((sizes["len"].cum_sum() <= leaves).sum()) or 1
-    subset = texts.join(sizes.head(take).select(TREE), on=TREE, how="semi", maintain_order="left")
-    trees = subset.partition_by(TREE, maintain_order=True, as_dict=False)
+    step = max(1, texts.height // leaves)
+    subset = texts.join(
+        sizes.gather_every(step).select(TREE), on=TREE, how="semi", maintain_order="left"
+    )
+    trees = subset.partition_by(TREE, maintain_order=True, as_dict=True)
     ours: list[pl.DataFrame] = []
     with measured(report, "  ours (peer subset)", "leaves", lambda: subset.height):
         ours.append(period_roots(leaf_hashes(subset.lazy()).collect().lazy()))
-    expected = ours[0]["root"].to_list()
+    expected = {tuple(row[:4]): row[4] for row in ours[0].select(*TREE, "root").iter_rows()}
     with measured(report, "  peer: pymerkle per tree", "leaves", lambda: subset.height):
-        found = []
-        for tree in trees:
+        found = {}
+        for key, tree in trees.items():
             merkle = InmemoryTree(algorithm="sha256")
             for leaf in tree["leaf"].to_list():
                 merkle.append_entry(leaf.encode())
-            found.append(merkle.get_root())
+            found[key] = merkle.get_root()
     assert found == expected, "pymerkle disagrees"
     with measured(report, "  peer: hashlib loop per tree", "leaves", lambda: subset.height):
-        found = [hashlib_root(tree["leaf"].to_list()) for tree in trees]
+        found = {key: hashlib_root(tree["leaf"].to_list()) for key, tree in trees.items()}
     assert found == expected, "the hashlib loop disagrees"
     ours_rate = report.stages[-3].rate
     for stage in report.stages[-2:]:
