@@ -66,6 +66,7 @@ MANIFEST_SPEC = "tallyproof/manifest/v1"
 STAGING = "_staging"
 STEP = "publish"
 SHARD_DELTAS = 250_000  # a partition with more deltas is split into shards of customers
+BATCH_PARTITIONS = 4  # partitions whose batch exports are built at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,10 +273,7 @@ def publish(
 
     work = plan_shards(con, scope)
     summary.shards = len(work)
-    flow_files = _flow_files(con, settings, scope)
-    published = _published(
-        con, [s for w in work for s in shard_slots(w)] + [f.path for f in flow_files]
-    )
+    published = _published(con, [s for w in work for s in shard_slots(w)])
     with progress.step(STEP):
         jobs = (
             ShardJob(
@@ -289,7 +287,9 @@ def publish(
         )
         for result in runner(publish_shard, jobs):
             entries += result
-        entries += [_write(location, publication_id, f, published, dry_run) for f in flow_files]
+        for files in _flow_files(con, settings, scope):
+            now = _published(con, [f.path for f in files])
+            entries += [_write(location, publication_id, f, now, dry_run) for f in files]
 
     written = [e for e in entries if e.written]
     summary.files, summary.unchanged = len(written), len(entries) - len(written)
@@ -320,8 +320,10 @@ def publish(
 
 def _flow_files(
     con: duckdb.DuckDBPyConnection, settings: Settings, scope: Scope
-) -> list[OutputFile]:
-    """What the flow builds itself: small files that span shards."""
+) -> Iterator[list[OutputFile]]:
+    """What the flow builds itself, small files that span shards, a group at a time: the JWKS
+    and quarantine CSVs, then the batch exports of a few partitions at once (a first run has a
+    million checkpoints; holding all their exports at once would cost gigabytes)."""
     files = [
         OutputFile(
             JWKS_PATH,
@@ -335,10 +337,10 @@ def _flow_files(
     ):
         landed = set(query_frame(con, "select_runs_with_landing")["run_id"].to_list())
     files += [quarantine_file(con, run_id) for run_id in scope.runs if run_id in landed]
+    yield files
     partitions = scope.checkpointed.select(PARTITION).unique().sort(PARTITION)
-    if partitions.height:
-        files += batch_checkpoint_files(load_batch_checkpoints(con, partitions))
-    return files
+    for group in partitions.iter_slices(BATCH_PARTITIONS):
+        yield batch_checkpoint_files(load_batch_checkpoints(con, group))
 
 
 def _published(con: duckdb.DuckDBPyConnection, slots: list[str]) -> dict[str, tuple[str, str]]:
