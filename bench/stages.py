@@ -1,8 +1,9 @@
-"""`make bench`: measure every stage of the pipeline on generated data, on this machine.
+"""`make bench` (entry point `bench/run.py`): measure every stage of the pipeline on generated
+data, on this machine, against floors measured in the same run.
 
-Not a test: it prints a table (rows or leaves per second, wall time, peak RSS per stage) and
-writes it as JSON to bench/results/<date>.json so runs can be compared. Floors and peers are
-added stage by stage (see docs/performance.md).
+Not a test: it prints a table (rows or leaves per second, wall time, peak RSS of the process
+tree, ratio to a floor) and writes it as JSON to bench/results/<date>.json so runs can be
+compared. See docs/performance.md.
 """
 
 from __future__ import annotations
@@ -492,7 +493,3 @@ def print_report(report: Report) -> None:
             s.notes,
         )
     console.print(table)
-
-
-if __name__ == "__main__":
-    main()
