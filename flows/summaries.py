@@ -12,7 +12,8 @@ from transforms.summaries import customer_periods
 def refresh_customer_periods(
     con: duckdb.DuckDBPyConnection, run_id: str, customers: pl.DataFrame | None = None
 ) -> int:
-    """Recompute every period summary of the run's customers (or of `customers`).
+    """Recompute every period summary of the run's customers (or of `customers`), and of the
+    customers a crashed or failed run ingested but did not summarise.
 
     Whole customers are recomputed because a change in one period moves the opening balance of
     every later one. Returns the number of summary rows written.

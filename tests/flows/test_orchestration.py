@@ -344,6 +344,37 @@ def test_a_run_killed_anywhere_is_completed_by_the_next(
     assert interrupted >= 3
 
 
+@pytest.mark.usefixtures("reproducible")
+def test_a_run_that_died_after_ingest_has_its_customers_summarised_by_the_next(
+    tmp_path: Path, landing: Path, keys: Path
+) -> None:
+    # Deterministic version of one kill point: the dead run's files are in the ledger, so the
+    # next run reads nothing; it must still summarise (and checkpoint) what the dead run took.
+    from flows.ingest import ingest_inbox
+    from flows.keys import salt_key
+    from flows.pipeline import open_warehouse
+    from flows.runs import start_run
+
+    whole = data_dir(tmp_path / "whole", landing, keys)
+    run_nightly(settings_for(whole), as_of=AS_OF, orchestrated=False)
+    died = data_dir(tmp_path / "died", landing, keys)
+    settings = settings_for(died)
+    with open_warehouse(settings) as con:
+        start_run(con, "run_20260101T000000Z_dead00", "nightly", AS_OF)
+        ingest_inbox(
+            con,
+            inbox=settings.inbox,
+            run_id="run_20260101T000000Z_dead00",
+            salt_key=salt_key(settings),
+            batch_rows=settings.batch_rows,
+        )
+        con.execute("UPDATE runs SET status = 'crashed'").fetchall()
+    after = run_nightly(settings, as_of=AS_OF, orchestrated=False)
+    assert after.ingest.rows_accepted == 0
+    assert state(died)["checkpoints"] == state(whole)["checkpoints"]
+    assert published(died) == published(whole)
+
+
 # --- Dask --------------------------------------------------------------------------------------
 
 
