@@ -79,8 +79,25 @@ class Entry:
     sha256: str
     written: bool  # False when the published file already had these bytes
 
-    def as_json(self) -> dict[str, Any]:
-        return {"path": self.path, "bytes": self.bytes, "rows": self.rows, "sha256": self.sha256}
+
+INVENTORY = {
+    "slot": pl.String,
+    "path": pl.String,
+    "kind": pl.String,
+    "bytes": pl.Int64,
+    "rows": pl.Int64,
+    "sha256": pl.String,
+    "written": pl.Boolean,
+}
+LISTING = ["path", "bytes", "rows", "sha256"]
+
+
+def _inventory(entries: list[Entry]) -> pl.DataFrame:
+    """Entries as columns: a first publication has millions of files, and a frame holds them in
+    a fraction of the memory of the objects."""
+    return pl.DataFrame(
+        {name: [getattr(e, name) for e in entries] for name in INVENTORY}, schema=INVENTORY
+    )
 
 
 @dataclass
@@ -93,7 +110,6 @@ class PublishSummary:
     shards: int = 0
     removed: int = 0
     manifest: str = ""
-    written_paths: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -269,7 +285,7 @@ def publish(
     location = open_location(settings.output)
     previous = read_latest(location)
     summary = PublishSummary(publication_id=publication_id, runs=scope.runs)
-    entries: list[Entry] = []
+    parts = [_inventory([])]
 
     work = plan_shards(con, scope)
     summary.shards = len(work)
@@ -286,28 +302,31 @@ def publish(
             for w in work
         )
         for result in runner(publish_shard, jobs):
-            entries += result
+            parts.append(_inventory(result))
         for files in _flow_files(con, settings, scope):
             now = _published(con, [f.path for f in files])
-            entries += [_write(location, publication_id, f, now, dry_run) for f in files]
+            parts.append(
+                _inventory([_write(location, publication_id, f, now, dry_run) for f in files])
+            )
 
-    written = [e for e in entries if e.written]
-    summary.files, summary.unchanged = len(written), len(entries) - len(written)
-    summary.bytes = sum(e.bytes for e in written)
-    summary.written_paths = sorted(e.path for e in written)
-    folders = {e.slot.split("#")[0] for e in entries if e.kind == "parquet"}
+    inventory = pl.concat(parts)
+    written = inventory.filter("written")
+    summary.files, summary.unchanged = written.height, inventory.height - written.height
+    summary.bytes = int(written["bytes"].sum())
+    new_parquet = inventory.filter(pl.col("kind") == "parquet")
+    folders = set(new_parquet["slot"].str.split("#").list.first().to_list())
     if dry_run:
-        _record(con, publication_id, scope.runs, entries, folders)
+        _record(con, publication_id, scope.runs, inventory, folders)
         return summary
 
-    parquet = _current_parquet(con, folders, [e for e in entries if e.kind == "parquet"])
+    parquet = _current_parquet(con, folders, new_parquet)
     summary.manifest = _write_manifest(
         location, publication_id, scope.runs, previous, written, parquet
     )
-    _promote(location, publication_id, [e.path for e in written if e.kind == "fixed"])
+    _promote(location, publication_id, written.filter(pl.col("kind") == "fixed")["path"].to_list())
     location.write_bytes(LATEST, json.dumps({"manifest": summary.manifest}).encode())
     summary.removed = _clean_up(location, folders, parquet)
-    _record(con, publication_id, scope.runs, entries, folders)
+    _record(con, publication_id, scope.runs, inventory, folders)
     log.info(
         "published %d files (%d unchanged, %d bytes) in %s",
         summary.files,
@@ -352,7 +371,7 @@ def _published(con: duckdb.DuckDBPyConnection, slots: list[str]) -> dict[str, tu
 
 
 def _current_parquet(
-    con: duckdb.DuckDBPyConnection, rewritten: set[str], new: list[Entry]
+    con: duckdb.DuckDBPyConnection, rewritten: set[str], new: pl.DataFrame
 ) -> dict[str, list[dict[str, Any]]]:
     """The complete Parquet listing after this publication, per table."""
     kept = [
@@ -361,7 +380,7 @@ def _current_parquet(
         if r["slot"].split("#")[0] not in rewritten
     ]
     listing: dict[str, list[dict[str, Any]]] = {}
-    for row in [*kept, *({"slot": e.slot, **e.as_json()} for e in new)]:
+    for row in [*kept, *new.select("slot", *LISTING).to_dicts()]:
         table = row["path"].split("/")[1]
         listing.setdefault(table, []).append(
             {k: row[k] for k in ("path", "bytes", "rows", "sha256")}
@@ -376,18 +395,10 @@ def _write_manifest(
     publication_id: str,
     runs: list[str],
     previous: dict[str, Any] | None,
-    written: list[Entry],
+    written: pl.DataFrame,
     parquet: dict[str, list[dict[str, Any]]],
 ) -> str:
-    files = pl.DataFrame(
-        {
-            "path": [e.path for e in written],
-            "bytes": [e.bytes for e in written],
-            "rows": [e.rows for e in written],
-            "sha256": [e.sha256 for e in written],
-        },
-        schema={"path": pl.String, "bytes": pl.Int64, "rows": pl.Int64, "sha256": pl.String},
-    )
+    files = written.select(LISTING)
     buffer = io.BytesIO()
     files.sort("path").write_parquet(buffer, compression="zstd")
     listing = buffer.getvalue()
@@ -455,28 +466,17 @@ def _record(
     con: duckdb.DuckDBPyConnection,
     publication_id: str,
     runs: list[str],
-    entries: list[Entry],
+    inventory: pl.DataFrame,
     folders: set[str],
 ) -> None:
-    rows = pl.DataFrame(
-        {
-            "slot": [e.slot for e in entries],
-            "path": [e.path for e in entries],
-            "kind": [e.kind for e in entries],
-            "bytes": [e.bytes for e in entries],
-            "rows": [e.rows for e in entries],
-            "sha256": [e.sha256 for e in entries],
-            "publication_id": [publication_id if e.written else None for e in entries],
-        },
-        schema={
-            "slot": pl.String,
-            "path": pl.String,
-            "kind": pl.String,
-            "bytes": pl.Int64,
-            "rows": pl.Int64,
-            "sha256": pl.String,
-            "publication_id": pl.String,
-        },
+    rows = inventory.select(
+        "slot",
+        "path",
+        "kind",
+        "bytes",
+        "rows",
+        "sha256",
+        publication_id=pl.when("written").then(pl.lit(publication_id)),
     )
     if rows.height:
         with staged(con, staged_slots=rows.select("slot")):
