@@ -4,6 +4,7 @@ mix and never an error (SPEC section 7, last line)."""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import date
 
 import httpx
@@ -75,10 +76,17 @@ def test_reads_during_a_run_see_before_or_after(tmp_path) -> None:
         for thread in readers:
             thread.start()
         ledger.run(as_of=date(2026, 4, 3))
+        after = snapshot_of(client)
+        # Keep reading until the readers have seen the new state too (the switch is one rename;
+        # a fast run can end before any reader's next request).
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(
+            body == after[p] for p, _, body in list(responses)
+        ):
+            time.sleep(0.05)
         done.set()
         for thread in readers:
             thread.join()
-        after = snapshot_of(client)
 
     assert before != after
     assert len(responses) > 50
