@@ -147,25 +147,12 @@ def _deprecated(customer_id: str, response: JSONResponse) -> JSONResponse:
     deprecated=True,
     summary="Fingerprint candidates (deprecated alias)",
 )
-def checkpoint_fingerprints_alias(
-    scope: CurrentScope,
-    cursor: Reader,
-    customer_id: CustomerId,
-    period: PeriodQuery = None,
-    fingerprint: FingerprintQuery = None,
-) -> JSONResponse:
-    """Deprecated: use /checkpoint-fingerprints."""
-    return _deprecated(
-        customer_id, checkpoint_fingerprints(scope, cursor, customer_id, period, fingerprint)
-    )
-
-
 @router.get(
     "/{customerId}/fingerprints",
     deprecated=True,
     summary="Fingerprint candidates (deprecated alias)",
 )
-def fingerprints_alias(
+def checkpoint_fingerprints_alias(
     scope: CurrentScope,
     cursor: Reader,
     customer_id: CustomerId,

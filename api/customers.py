@@ -50,18 +50,22 @@ class SortOrder(StrEnum):
     desc = "desc"
 
 
+def _delta_counts(row: dict[str, Any]) -> dict[str, int]:
+    return {
+        "total": row["deltas_total"],
+        "verified": row["deltas_verified"],
+        "pending": row["deltas_pending"],
+        "failed": row["deltas_failed"],
+    }
+
+
 def _customer_json(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "customerId": row["customer_id"],
         "balance": money(row["balance"]),
         "credits": money(row["credits"]),
         "debits": money(row["debits"]),
-        "deltaCounts": {
-            "total": row["deltas_total"],
-            "verified": row["deltas_verified"],
-            "pending": row["deltas_pending"],
-            "failed": row["deltas_failed"],
-        },
+        "deltaCounts": _delta_counts(row),
         "firstActivityAt": instant(row["first_activity_at"]),
         "lastActivityAt": instant(row["last_activity_at"]),
         "periods": row["periods"],
@@ -234,12 +238,7 @@ def _period_json(row: dict[str, Any]) -> dict[str, Any]:
         }
     return {
         "period": row["period"],
-        "deltaCounts": {
-            "total": row["deltas_total"],
-            "verified": row["deltas_verified"],
-            "pending": row["deltas_pending"],
-            "failed": row["deltas_failed"],
-        },
+        "deltaCounts": _delta_counts(row),
         "openingBalance": money(row["opening_balance"]),
         "credits": money(row["credits"]),
         "debits": money(row["debits"]),
