@@ -131,27 +131,18 @@ def test_the_nightly_flow_leaves_artifacts_and_a_run_record(
     assert summary["rowsAccepted"] > 0 and summary["checkpointsNew"] > 0
     assert summary["filesPublished"] > 0 and summary["shards"] > 0
     flow_run_id = state_.state_details.flow_run_id
+
     # Read back through the server's REST API (Prefect 3.8's own client sends fields its
     # server refuses on this route).
-    api = PREFECT_API_URL.value()
-    artifacts = httpx.post(
-        f"{api}/artifacts/filter",
-        json={
-            "artifacts": {"flow_run_id": {"any_": [str(flow_run_id)]}},
-            "limit": 50,
-            "offset": 0,
-            "sort": "CREATED_DESC",
-        },
-    ).json()
-    task_runs = httpx.post(
-        f"{api}/task_runs/filter",
-        json={
-            "flow_runs": {"id": {"any_": [str(flow_run_id)]}},
-            "limit": 200,
-            "offset": 0,
-            "sort": "EXPECTED_START_TIME_DESC",
-        },
-    ).json()
+    def search(route: str, criteria: dict, sort: str) -> list[dict]:
+        body = {**criteria, "limit": 200, "offset": 0, "sort": sort}
+        return httpx.post(f"{PREFECT_API_URL.value()}/{route}/filter", json=body).json()
+
+    run = [str(flow_run_id)]
+    artifacts = search("artifacts", {"artifacts": {"flow_run_id": {"any_": run}}}, "CREATED_DESC")
+    task_runs = search(
+        "task_runs", {"flow_runs": {"id": {"any_": run}}}, "EXPECTED_START_TIME_DESC"
+    )
     by_type = {a["type"]: a for a in artifacts}
     assert set(by_type) == {"table", "markdown"}
     table = by_type["table"]["data"]
