@@ -285,10 +285,7 @@ def pipeline_run(report: Report, settings: Settings, name: str) -> Stage:
 
 def merkle_leaves(con: Any) -> pl.DataFrame:
     """The leaf bytes of every tree of the warehouse, sorted by tree and leaf index."""
-    trees = con.sql(
-        "SELECT DISTINCT tenant_id, environment, customer_id, period FROM deltas "
-        "WHERE status = 'verified'"
-    ).pl()
+    trees = query_frame(con, "select_verified_trees")
     with staged(con, staged_trees=trees):
         leaves = query_frame(con, "select_tree_leaves")
     leaves = leaves.with_columns(leaves["occurred_at_utc"].dt.replace_time_zone("UTC"))
