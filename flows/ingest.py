@@ -14,9 +14,11 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 import duckdb
 import polars as pl
@@ -40,6 +42,7 @@ from transforms.validate import validated_rows
 log = logging.getLogger(__name__)
 
 STEP = "ingest"
+LANDING_THREADS = 3
 
 
 @contextmanager
@@ -75,12 +78,18 @@ class _LandedFile:
 
 @dataclass
 class _Batch:
-    files: list[_LandedFile] = field(default_factory=list)
+    """Files in ingest order, parsed in the background until the batch is merged."""
+
+    landing: list[Future[_LandedFile]] = field(default_factory=list)
     estimated_rows: int = 0
 
-    def add(self, landed: _LandedFile, estimated_rows: int) -> None:
-        self.files.append(landed)
+    def add(self, landing: Future[_LandedFile], estimated_rows: int) -> None:
+        self.landing.append(landing)
         self.estimated_rows += estimated_rows
+
+    @cached_property
+    def files(self) -> list[_LandedFile]:
+        return [landed.result() for landed in self.landing]
 
 
 def ingest_inbox(
@@ -98,7 +107,12 @@ def ingest_inbox(
     known = set(query_frame(con, "select_ingested_hashes")["sha256"].to_list())
     next_seq, next_file_order = fetch_one(con, "select_next_positions")
     batch = _Batch()
-    with progress.step(STEP, total=sum(f.size for f in files)):
+    # Files are parsed on a few threads (Polars' CSV reader lets go of the GIL) while this one
+    # reads and hashes the next: parsing one small file at a time leaves a core idle.
+    with (
+        ThreadPoolExecutor(LANDING_THREADS, thread_name_prefix="landing") as landing,
+        progress.step(STEP, total=sum(f.size for f in files)),
+    ):
         for stored in files:
             data = location.read_bytes(stored.relative)
             digest = hashlib.sha256(data).hexdigest()
@@ -111,13 +125,15 @@ def ingest_inbox(
             estimate = (
                 data.count(b"\n") if not stored.relative.endswith(".parquet") else len(data) // 100
             )
-            batch.add(_land(stored.relative, data, digest, next_file_order), estimate)
+            batch.add(
+                landing.submit(_land, stored.relative, data, digest, next_file_order), estimate
+            )
             next_file_order += 1
             if batch.estimated_rows >= batch_rows:
                 next_seq = _merge(con, batch, run_id, salt_key, next_seq, summary)
                 batch = _Batch()
             progress.advance(STEP, stored.size)
-        if batch.files:
+        if batch.landing:
             _merge(con, batch, run_id, salt_key, next_seq, summary)
     return summary
 
@@ -208,7 +224,8 @@ def _ledger_writes(
     if not good.height:
         empty = pl.DataFrame()
         return _LedgerWrites(empty, empty, empty, empty)
-    with staged(con, staged_keys=good.select(KEY).unique()):
+    # A semi join: keys named twice need no unique() first.
+    with staged(con, staged_keys=good.select(KEY)):
         known = query_frame(con, "select_known_deltas").with_columns(
             pl.col("occurred_at_utc").dt.replace_time_zone("UTC")
         )
@@ -220,17 +237,46 @@ def _ledger_writes(
     with staged(con, staged_trees=trees):
         sizes = query_frame(con, "select_tree_sizes")
     created, advanced = with_leaf_indices(created, advanced, sizes)
-    new_deltas = created.with_columns(
-        salt=salt_expr(salt_key, pl.col("tenant_id"), pl.col("environment"), pl.col("delta_id")),
-        occurred_at=pl.col("occurred_at_utc"),
-        run_id=pl.lit(run_id),
+    # Lazily: Polars spreads a lazy plan's hashing over every core, an eager one runs on one.
+    new_deltas = (
+        created.lazy()
+        .select(
+            *KEY,
+            "customer_id",
+            "period",
+            "amount",
+            "reason",
+            "reference_id",
+            "metadata",
+            pl.col("occurred_at_utc").alias("occurred_at"),
+            "status",
+            salt_expr(
+                salt_key, pl.col("tenant_id"), pl.col("environment"), pl.col("delta_id")
+            ).alias("salt"),
+            "first_event_seq",
+            "status_event_seq",
+            "leaf_index",
+            pl.lit(run_id).alias("run_id"),
+        )
+        .collect()
     )
     moves = advanced.with_columns(run_id=pl.lit(run_id))
-    events = events.with_columns(
-        run_id=pl.lit(run_id),
-        file_sha256=pl.col("_file_sha256"),
-        line=pl.col("_line"),
-        occurred_at=pl.col("occurred_at_utc"),
+    # Only the columns the insert reads: staging makes the frame contiguous, which copies.
+    events = events.select(
+        "event_seq",
+        pl.lit(run_id).alias("run_id"),
+        pl.col("_file_sha256").alias("file_sha256"),
+        pl.col("_line").alias("line"),
+        *KEY,
+        "customer_id",
+        "amount",
+        "reason",
+        "reference_id",
+        "metadata",
+        pl.col("occurred_at_utc").alias("occurred_at"),
+        "period",
+        "status",
+        "outcome",
     )
     return _LedgerWrites(events, rejects, new_deltas, moves)
 
@@ -302,7 +348,7 @@ def _file_records(
     accepted = Counter[str]()
     duplicate = Counter[str]()
     if events.height:
-        counts = events.group_by("_file_sha256", "outcome").len()
+        counts = events.group_by("file_sha256", "outcome").len()
         for digest, outcome, n in counts.iter_rows():
             (duplicate if outcome == DUPLICATE else accepted)[digest] += n
     quarantined = Counter[str]()

@@ -58,7 +58,7 @@ def read_landing_file(path: str, data: bytes, file_order: int) -> pl.LazyFrame |
             return FileRefusal(
                 codes.NOT_UTF8, f"{path}: not UTF-8 (byte {err.start}: {err.reason})"
             )
-        rows = _read_csv(path, text) if suffix == ".csv" else _read_jsonl(text)
+        rows = _read_csv(path, data, text) if suffix == ".csv" else _read_jsonl(text)
     if isinstance(rows, FileRefusal):
         return rows
     return _conform(rows.lazy(), path, file_order)
@@ -85,8 +85,11 @@ def _conform(rows: pl.LazyFrame, path: str, file_order: int) -> pl.LazyFrame:
 # --- CSV -------------------------------------------------------------------------------------
 
 
-def _read_csv(path: str, text: str) -> pl.DataFrame | pl.LazyFrame | FileRefusal:
-    """Polars parses well-formed files; anything irregular goes through the exact slow path."""
+def _read_csv(path: str, data: bytes, text: str) -> pl.DataFrame | pl.LazyFrame | FileRefusal:
+    """Polars parses well-formed files; anything irregular goes through the exact slow path.
+
+    `data` is the file's bytes (known to be UTF-8, no BOM) and `text` the same decoded: Polars
+    reads bytes three times faster than a text stream."""
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
@@ -94,7 +97,7 @@ def _read_csv(path: str, text: str) -> pl.DataFrame | pl.LazyFrame | FileRefusal
         return pl.DataFrame()
     try:
         parsed = pl.read_csv(
-            io.StringIO(text),
+            data,
             infer_schema=False,
             empty_string_is_null=False,
             truncate_ragged_lines=False,

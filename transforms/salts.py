@@ -32,12 +32,10 @@ def salt(key: bytes, tenant_id: str, environment: str, delta_id: str) -> str:
 def salt_expr(key: bytes, tenant_id: pl.Expr, environment: pl.Expr, delta_id: pl.Expr) -> pl.Expr:
     """Lowercase hex salt of every row."""
     padded = _padded_key(key)
-    inner_pad = bytes(b ^ 0x36 for b in padded).hex()
-    outer_pad = bytes(b ^ 0x5C for b in padded).hex()
-    message_hex = (
-        pl.concat_str(tenant_id, pl.lit("\n"), environment, pl.lit("\n"), delta_id)
-        .cast(pl.Binary)
-        .bin.encode("hex")
-    )
-    inner = pl.concat_str(pl.lit(inner_pad), message_hex).str.decode("hex").chash.sha2_256()
-    return pl.concat_str(pl.lit(outer_pad), inner).str.decode("hex").chash.sha2_256()
+    inner_pad = bytes(b ^ 0x36 for b in padded)
+    outer_pad = bytes(b ^ 0x5C for b in padded)
+    message = pl.concat_str(tenant_id, pl.lit("\n"), environment, pl.lit("\n"), delta_id)
+    # Binary columns concatenate with `+`; polars-hash answers in hex, so the inner digest is
+    # decoded once to bytes before the outer hash.
+    inner = (pl.lit(inner_pad) + message.cast(pl.Binary)).chash.sha2_256().str.decode("hex")
+    return (pl.lit(outer_pad) + inner).chash.sha2_256()
