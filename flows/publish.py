@@ -67,6 +67,7 @@ STAGING = "_staging"
 STEP = "publish"
 SHARD_DELTAS = 250_000  # a partition with more deltas is split into shards of customers
 BATCH_PARTITIONS = 4  # partitions whose batch exports are built at once
+PROMOTE_CHUNK = 500  # files moved into place per task
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,8 +432,16 @@ def _write_manifest(
 def _promote(location: Location, publication_id: str, paths: list[str]) -> None:
     prefix = f"{STAGING}/{publication_id}"
     workers = 32 if location.is_s3 else 8
+
+    def move(chunk: list[str]) -> None:
+        for path in chunk:
+            location.move(f"{prefix}/{path}", path)
+
+    # In chunks: `map` submits every item at once, and a future per file was gigabytes of
+    # futures at 1.8 million files.
+    chunks = [paths[i : i + PROMOTE_CHUNK] for i in range(0, len(paths), PROMOTE_CHUNK)]
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda p: location.move(f"{prefix}/{p}", p), paths))
+        list(pool.map(move, chunks))
 
 
 def read_latest(location: Location) -> dict[str, Any] | None:
