@@ -297,7 +297,7 @@ def merkle_stage(report: Report, texts: pl.DataFrame) -> None:
     parts: dict[str, Any] = {}
     with measured(report, "merkle roots (leaf bytes to roots)", "leaves", lambda: texts.height):
         started = time.perf_counter()
-        hashes = leaf_hashes(texts.lazy()).collect()
+        hashes = leaf_hashes(texts)
         parts["leaves"] = time.perf_counter() - started
         parts["roots"] = period_roots(hashes.lazy())
     levels = report.stages[-1].seconds - parts["leaves"]
@@ -321,7 +321,7 @@ def peers(report: Report, texts: pl.DataFrame, leaves: int) -> None:
     trees = subset.partition_by(TREE, maintain_order=True, as_dict=True)
     ours: list[pl.DataFrame] = []
     with measured(report, "  ours (peer subset)", "leaves", lambda: subset.height):
-        ours.append(period_roots(leaf_hashes(subset.lazy()).collect().lazy()))
+        ours.append(period_roots(leaf_hashes(subset).lazy()))
     expected = {tuple(row[:4]): row[4] for row in ours[0].select(*TREE, "root").iter_rows()}
     with measured(report, "  peer: pymerkle per tree", "leaves", lambda: subset.height):
         found = {}

@@ -155,7 +155,7 @@ def tree_leaf_hashes(con: duckdb.DuckDBPyConnection, trees: pl.DataFrame) -> pl.
     with staged(con, staged_trees=trees):
         leaves = query_frame(con, "select_tree_leaves")
     leaves = leaves.with_columns(pl.col("occurred_at_utc").dt.replace_time_zone("UTC"))
-    return leaf_hashes(leaf_text(leaves.lazy())).collect()
+    return leaf_hashes(leaf_text(leaves.lazy()))
 
 
 def consistency_proofs(new: pl.DataFrame, hashes: pl.DataFrame) -> pl.DataFrame:

@@ -44,7 +44,7 @@ def customer_leaf_hashes(
     if leaves.is_empty():
         return {}
     leaves = leaves.with_columns(pl.col("occurred_at_utc").dt.replace_time_zone("UTC"))
-    hashed = leaf_hashes(leaf_text(leaves.lazy())).collect()
+    hashed = leaf_hashes(leaf_text(leaves.lazy()))
     return {
         str(p): frame["leaf_hash"].to_list()
         for (p,), frame in hashed.partition_by("period", as_dict=True, maintain_order=True).items()

@@ -72,7 +72,7 @@ def build_package(
     rows = rows.filter(pl.col("leaf_index") < population).with_columns(
         pl.col("occurred_at_utc").dt.replace_time_zone("UTC")
     )
-    hashes = leaf_hashes(leaf_text(rows.lazy())).collect()["leaf_hash"].to_list()
+    hashes = leaf_hashes(leaf_text(rows.lazy()))["leaf_hash"].to_list()
     tree = merkle.MerkleTree(hashes)
     by_index = {
         row["leaf_index"]: row

@@ -20,13 +20,13 @@ import pyarrow as pa
 from transforms.ledger import TREE
 
 
-def leaf_hashes(leaves: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
+def leaf_hashes(leaves: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
     """TREE, `leaf_index` and `leaf_hash` (32 bytes: SHA-256(0x00 || leaf)) per leaf."""
     prefixed = pl.concat_str(pl.lit("\x00"), pl.col("leaf"))
     # Hashing as a lazy plan runs on every core; decoding runs once over the whole column.
     hashed = leaves.lazy().select(*TREE, "leaf_index", leaf_hash=prefixed.chash.sha2_256())
     frame = hashed.collect()
-    return frame.with_columns(_digests(frame["leaf_hash"])).lazy()
+    return frame.with_columns(_digests(frame["leaf_hash"]))
 
 
 def _digests(hexes: pl.Series) -> pl.Series:
