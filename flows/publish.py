@@ -8,8 +8,8 @@ changed, and of that only the files whose bytes differ from what is already publ
 
 1. Shards (some customers of one tenant, environment and period) are built and written by the
    task runner: Parquet parts under new unique names (`part-<run>-<shard>.parquet`), fixed-path
-   files (exports, receipts) to `_staging/<run>/`. Batch exports, the quarantine CSV and the
-   JWKS are staged by the flow itself.
+   files (exports, receipts) to `_staging/<run>/` (see `staged_path`). Batch exports, the
+   quarantine CSV and the JWKS are staged by the flow itself.
 2. The run's manifest is written: every file of the publication (path, bytes, rows, SHA-256, in
    `manifests/<run>.files.parquet`) and the complete current list of Parquet files per table.
 3. Staged files are moved into place, each one atomically.
@@ -234,7 +234,7 @@ def _write(
     if current is not None and current[1] == sha:
         return Entry(slot, current[0], file.kind, len(file.data), file.rows, sha, written=False)
     if not dry_run:
-        target = file.path if file.kind == "parquet" else f"{STAGING}/{publication_id}/{file.path}"
+        target = file.path if file.kind == "parquet" else staged_path(publication_id, file.path)
         location.write_bytes(target, file.data, atomic=file.kind == "parquet")
     progress.advance(STEP)
     return Entry(slot, file.path, file.kind, len(file.data), file.rows, sha, written=True)
@@ -429,13 +429,20 @@ def _write_manifest(
     return path
 
 
+def staged_path(publication_id: str, path: str) -> str:
+    """Where a fixed-path file waits for its publication: a flat area (256 folders), not a
+    copy of the output tree, whose folder per customer cost a nightly run as much to make and
+    remove again as the files themselves."""
+    digest = hashlib.sha256(path.encode()).hexdigest()
+    return f"{STAGING}/{publication_id}/{digest[:2]}/{digest[2:]}"
+
+
 def _promote(location: Location, publication_id: str, paths: list[str]) -> None:
-    prefix = f"{STAGING}/{publication_id}"
     workers = 32 if location.is_s3 else 8
 
     def move(chunk: list[str]) -> None:
         for path in chunk:
-            location.move(f"{prefix}/{path}", path)
+            location.move(staged_path(publication_id, path), path)
 
     # In chunks: `map` submits every item at once, and a future per file was gigabytes of
     # futures at 1.8 million files.

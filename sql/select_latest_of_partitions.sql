@@ -1,7 +1,10 @@
 -- The latest checkpoint of every customer in the staged partitions (staged_partitions): the
--- batch checkpoint exports.
-SELECT *
-FROM latest_checkpoints AS c
+-- batch checkpoint exports. Filtered before the window, like select_latest_of_customer_periods.
+SELECT c.*
+FROM checkpoints AS c
 SEMI JOIN staged_partitions AS s
     ON c.tenant_id = s.tenant_id AND c.environment = s.environment AND c.period = s.period
+QUALIFY c.version = max(c.version) OVER (
+    PARTITION BY c.tenant_id, c.environment, c.customer_id, c.period
+)
 ORDER BY c.tenant_id, c.environment, c.period, c.customer_id;

@@ -9,7 +9,7 @@ import csv
 import hashlib
 import io
 import json
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +21,7 @@ import pytest
 
 from flows.errors import StorageError
 from flows.fingerprints import Customer
+from flows.outputs import batch_checkpoint_files
 from flows.packages import build_package
 from flows.publish import LATEST, read_latest
 from flows.receipts import build_receipt
@@ -403,7 +404,7 @@ class TestOutputs:
                     and relative.endswith(".parquet")
                     and relative.startswith("parquet/customer_periods")
                 )
-                or (fail_at == "staging" and "receipts/" in relative)
+                or (fail_at == "staging" and relative.startswith("_staging/"))
                 or (fail_at == "latest" and relative == LATEST)
             ):
                 raise Killed(relative)
@@ -452,3 +453,48 @@ def test_a_permanent_storage_error_fails_the_run_clearly(ledger: Ledger, s3_buck
         ledger.run(as_of=AS_OF)
     assert "no-such-bucket-here" in failure.value.message
     assert ledger.rows("SELECT count(*) FROM runs WHERE published_at IS NOT NULL") == [(0,)]
+
+
+def test_batch_export_json_is_the_document_of_its_rows() -> None:
+    """The batch JSON is assembled as text; it must parse to exactly the documented object,
+    whatever characters the partition's names hold."""
+    created = datetime(2026, 4, 1, 12, 30, 0, 123456, tzinfo=UTC)
+    bodies = ['{"customerId":"ann","note":"é \\"q\\""}', '{"customerId":"bo\\\\b"}']
+    latest = pl.DataFrame(
+        {
+            "tenant_id": ['a"c\\mé'] * 2,
+            "environment": ["production"] * 2,
+            "customer_id": ["ann", "bo\\b"],
+            "period": ["2026-03"] * 2,
+            "checkpoint_id": ["ckpt_1", "ckpt_2"],
+            "fingerprint": ["ab" * 32, "cd" * 32],
+            "body": bodies,
+            "signature": ["eyJh.eyJi.c2ln", "eyJh.eyJi.c2lo"],
+            "created_at": [created] * 2,
+            "tree_size": [1, 1],
+            "version": [1, 1],
+            **{name: ["00" * 32] * 2 for name in ("root", "previous", "supersedes")},
+            **{
+                name: [Decimal(0)] * 2
+                for name in ("opening_balance", "credits", "debits", "closing_balance")
+            },
+        }
+    )
+    files = {f.path.rsplit(".", 1)[1]: f for f in batch_checkpoint_files(latest)}
+    assert json.loads(files["json"].data) == {
+        "tenantId": 'a"c\\mé',
+        "environment": "production",
+        "period": "2026-03",
+        "checkpoints": [
+            {
+                "checkpointId": f"ckpt_{n}",
+                "fingerprint": fingerprint,
+                "body": json.loads(body),
+                "signature": signature,
+                "createdAt": "2026-04-01T12:30:00.123456Z",
+            }
+            for n, fingerprint, body, signature in zip(
+                (1, 2), latest["fingerprint"], bodies, latest["signature"], strict=True
+            )
+        ],
+    }
