@@ -19,11 +19,17 @@ WITH eligible AS (
       AND ($environment IS NULL OR p.environment = $environment)
       AND ($customer_id IS NULL OR p.customer_id = $customer_id)
 )
-SELECT DISTINCT tenant_id, environment, customer_id
+-- With its verified deltas up to $max_period (`leaves`, what a checkpoint pass may hold), in
+-- customer order so that passes are the same from run to run.
+SELECT tenant_id, environment, customer_id, sum(deltas_verified)::BIGINT AS leaves
 FROM eligible
-WHERE fingerprint IS NULL
-   OR tree_size <> deltas_verified
-   OR c_opening <> opening_balance
-   OR c_credits <> credits
-   OR c_debits <> debits
-   OR previous IS DISTINCT FROM expected_previous;
+GROUP BY tenant_id, environment, customer_id
+HAVING bool_or(
+    fingerprint IS NULL
+    OR tree_size <> deltas_verified
+    OR c_opening <> opening_balance
+    OR c_credits <> credits
+    OR c_debits <> debits
+    OR previous IS DISTINCT FROM expected_previous
+)
+ORDER BY tenant_id, environment, customer_id;

@@ -12,10 +12,12 @@ from decimal import Decimal
 
 import duckdb
 import jwt
+import polars as pl
 import pytest
 import rfc8785
 from typer.testing import CliRunner
 
+from flows.checkpoints import passes
 from flows.cli import app
 from flows.signing import jwks
 from tests.conftest import Ledger, csv_row
@@ -224,6 +226,31 @@ def test_passes_of_a_few_customers_make_the_same_versions(
     monkeypatch.setattr("flows.checkpoints.CUSTOMERS_PER_PASS", 1)
     play(ledger, RUNS)
     assert stored_versions(ledger) == model_versions(RUNS)
+
+
+def test_passes_of_few_leaves_make_the_same_versions(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("flows.checkpoints.LEAVES_PER_PASS", 1)
+    play(ledger, RUNS)
+    assert stored_versions(ledger) == model_versions(RUNS)
+
+
+def test_passes_are_cut_by_customers_and_by_leaves() -> None:
+    customers = pl.DataFrame(
+        {
+            "tenant_id": ["t"] * 6,
+            "environment": ["production"] * 6,
+            "customer_id": ["a", "b", "c", "d", "e", "f"],
+            "leaves": [3, 3, 9, 1, 1, 1],
+        }
+    )
+    cut = [p["customer_id"].to_list() for p in passes(customers, 2, 5)]
+    # A pass ends where either count crosses its limit: after b (6 leaves), after c (its 9
+    # leaves alone), after d (the second of its pair of rows), and e and f close the rest.
+    assert cut == [["a", "b"], ["c"], ["d"], ["e", "f"]]
+    by_count = [p["customer_id"].to_list() for p in passes(customers.drop("leaves"), 4, 5)]
+    assert by_count == [["a", "b", "c", "d"], ["e", "f"]]
 
 
 def test_chains_link_and_balance(ledger: Ledger) -> None:
