@@ -78,16 +78,33 @@ def _rss_mb(pid: int | str = "self") -> float:
         return 0.0
 
 
+def _cmdline(pid: int | str) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return cmdline.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return b""
+
+
 def _tree_rss_mb() -> float:
-    """Resident memory of this process and its children (the signing pool, the API server)."""
-    total, pending = 0.0, [str(os.getpid())]
+    """Resident memory of this process and its children (the signing pool, the API server).
+
+    A child that still has this process's command line is between fork and exec (the signing
+    pool spawns its workers): its pages are this process's, shared, and counting them once more
+    made a peak of 3 GB look like 6. Children that run on after a fork without exec would be
+    missed; nothing here starts one.
+    """
+    own = _cmdline("self")
+    total, pending = _rss_mb(), [str(os.getpid())]
     while pending:
         pid = pending.pop()
-        total += _rss_mb(pid)
         try:
             for task in os.listdir(f"/proc/{pid}/task"):
                 with open(f"/proc/{pid}/task/{task}/children") as children:
-                    pending += children.read().split()
+                    for child in children.read().split():
+                        if _cmdline(child) != own:
+                            total += _rss_mb(child)
+                        pending.append(child)
         except (FileNotFoundError, ProcessLookupError):
             continue
     return total
