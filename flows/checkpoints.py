@@ -22,7 +22,7 @@ from flows import clock
 from flows.config import Settings
 from flows.fingerprints import Customer
 from flows.locks import writer_lock
-from flows.signing import SigningKey, sign_checkpoints
+from flows.signing import SigningKey, SigningPool
 from flows.warehouse import execute, query_frame, staged, transaction
 from transforms import merkle
 from transforms.checkpoints import KEY, checkpoint_versions
@@ -81,8 +81,9 @@ def checkpoint_customers(
     if customers is None:
         customers = stale_customers(con, max_period)
     summary = CheckpointSummary(customers=customers.height)
-    for chosen in passes(customers, customers_per_pass or CUSTOMERS_PER_PASS, LEAVES_PER_PASS):
-        _checkpoint_pass(con, summary, chosen.select(CUSTOMER), run_id, max_period, key)
+    with SigningPool() as signer:
+        for chosen in passes(customers, customers_per_pass or CUSTOMERS_PER_PASS, LEAVES_PER_PASS):
+            _checkpoint_pass(con, summary, chosen.select(CUSTOMER), run_id, max_period, key, signer)
     if summary.new_versions:
         log.info(
             "checkpoints: %d new versions (%d first) for %d customers",
@@ -100,6 +101,7 @@ def _checkpoint_pass(
     run_id: str,
     max_period: str,
     key: SigningKey,
+    signer: SigningPool,
 ) -> None:
     with staged(con, staged_customers=customers):
         candidates = query_frame(con, "select_checkpoint_candidates", {"max_period": max_period})
@@ -125,7 +127,7 @@ def _checkpoint_pass(
         return
 
     proofs = consistency_proofs(new, hashes)
-    signatures = sign_checkpoints(key, new["checkpoint_id"].to_list(), new["fingerprint"].to_list())
+    signatures = signer.sign(key, new["checkpoint_id"].to_list(), new["fingerprint"].to_list())
     rows = new.join(proofs, on=KEY, how="left").with_columns(
         signature=pl.Series(signatures, dtype=pl.String),
         kid=pl.lit(key.kid),

@@ -110,20 +110,42 @@ def sign_claims(key: SigningKey, claims: dict[str, Any]) -> str:
     return jwt.encode(payload, key.private_key, algorithm="EdDSA", headers={"kid": key.kid})
 
 
-def sign_checkpoints(key: SigningKey, ids: list[str], fingerprints: list[str]) -> list[str]:
-    """Signatures of many checkpoints ({"sub": checkpointId, "fingerprint": ...}), on every
-    core when there are enough of them to pay for a process pool."""
-    if len(ids) < PARALLEL_FROM:
-        return _sign_chunk(key.private_pem, key.kid, ids, fingerprints)
-    workers = os.cpu_count() or 1
-    size = -(-len(ids) // workers)
-    chunks = [
-        (key.private_pem, key.kid, ids[i : i + size], fingerprints[i : i + size])
-        for i in range(0, len(ids), size)
-    ]
-    # spawn, not fork: the parent holds DuckDB and Polars thread pools.
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        return [s for part in pool.map(_sign_chunk_args, chunks) for s in part]
+class SigningPool:
+    """Signs checkpoints, on every core when there are enough of them to pay for it.
+
+    The worker processes start on first need and live until the pool is closed: a spawned
+    worker imports the main module again (the CLI, Prefect), seconds each time, and a
+    checkpoint stage of ten passes spent more on starting workers than on signing.
+    """
+
+    def __init__(self) -> None:
+        self._executor: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> SigningPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown()
+            self._executor = None
+
+    def sign(self, key: SigningKey, ids: list[str], fingerprints: list[str]) -> list[str]:
+        """Signatures of ({"sub": checkpointId, "fingerprint": ...}) for each pair."""
+        if len(ids) < PARALLEL_FROM:
+            return _sign_chunk(key.private_pem, key.kid, ids, fingerprints)
+        workers = os.cpu_count() or 1
+        if self._executor is None:
+            # spawn, not fork: the parent holds DuckDB and Polars thread pools.
+            self._executor = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+        size = -(-len(ids) // workers)
+        chunks = [
+            (key.private_pem, key.kid, ids[i : i + size], fingerprints[i : i + size])
+            for i in range(0, len(ids), size)
+        ]
+        return [s for part in self._executor.map(_sign_chunk_args, chunks) for s in part]
 
 
 def _sign_chunk_args(args: tuple[bytes, str, list[str], list[str]]) -> list[str]:

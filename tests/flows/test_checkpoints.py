@@ -236,6 +236,22 @@ def test_passes_of_few_leaves_make_the_same_versions(
     assert stored_versions(ledger) == model_versions(RUNS)
 
 
+def test_passes_signed_by_worker_processes_verify(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One pool of spawned signers serves every pass of a stage."""
+    monkeypatch.setattr("flows.signing.PARALLEL_FROM", 1)
+    monkeypatch.setattr("flows.checkpoints.CUSTOMERS_PER_PASS", 1)
+    play(ledger, RUNS)
+    assert stored_versions(ledger) == model_versions(RUNS)
+    keys = {k["kid"]: jwt.PyJWK(k, algorithm="EdDSA").key for k in jwks(ledger.settings)["keys"]}
+    rows = ledger.rows("SELECT signature, fingerprint, checkpoint_id, kid FROM checkpoints")
+    assert rows
+    for signature, fingerprint, cid, kid in rows:
+        claims = jwt.decode(signature, keys[kid], algorithms=["EdDSA"])
+        assert (claims["sub"], claims["fingerprint"]) == (cid, fingerprint)
+
+
 def test_passes_are_cut_by_customers_and_by_leaves() -> None:
     customers = pl.DataFrame(
         {
