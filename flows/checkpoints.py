@@ -55,7 +55,7 @@ def last_period(as_of: date, include_open_period: bool) -> str:
 
 # A pass holds its customers' leaves while hashing. Passes are cut by verified deltas as well
 # as by customers: activity is skewed, and 25,000 customers were 1 million leaves in one pass
-# and 7.5 million (6 GB) in another. A customer with more leaves than that is a pass alone.
+# and 7.5 million (6 GB) in another. A pass goes over by at most its last customer's leaves.
 CUSTOMERS_PER_PASS = 25_000
 LEAVES_PER_PASS = 2_000_000
 CUSTOMER = ["tenant_id", "environment", "customer_id"]
