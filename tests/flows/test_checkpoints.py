@@ -220,18 +220,11 @@ def test_every_version_matches_the_spec_model(ledger: Ledger) -> None:
     assert ("carol", "2026-04", 1) in {(c, p, v) for c, p, v, _ in expected}
 
 
-def test_passes_of_a_few_customers_make_the_same_versions(
-    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("limit", ["CUSTOMERS_PER_PASS", "LEAVES_PER_PASS"])
+def test_small_passes_make_the_same_versions(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch, limit: str
 ) -> None:
-    monkeypatch.setattr("flows.checkpoints.CUSTOMERS_PER_PASS", 1)
-    play(ledger, RUNS)
-    assert stored_versions(ledger) == model_versions(RUNS)
-
-
-def test_passes_of_few_leaves_make_the_same_versions(
-    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("flows.checkpoints.LEAVES_PER_PASS", 1)
+    monkeypatch.setattr(f"flows.checkpoints.{limit}", 1)
     play(ledger, RUNS)
     assert stored_versions(ledger) == model_versions(RUNS)
 
