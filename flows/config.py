@@ -25,6 +25,11 @@ class Settings(BaseSettings):
     salt_key: SecretStr | None = Field(None, description="HMAC key for leaf salts (UTF-8)")
 
     batch_rows: int = Field(2_000_000, ge=1, description="rows validated and merged at once")
+    rehash_inbox: bool = Field(
+        False,
+        description="read and hash every inbox file, even one whose size and modification "
+        "time are unchanged since it was last hashed",
+    )
     duckdb_threads: int | None = Field(None, ge=1)
     duckdb_memory_limit: str | None = Field(
         "3GB",

@@ -5,6 +5,12 @@ ingested before is skipped. Rows are validated per file, then merged into the le
 of whole files (`Settings.batch_rows`), each batch in one transaction together with the record
 of its files: a run that dies half-way leaves whole batches behind, and the next run picks up
 exactly the files that are not recorded yet.
+
+Finding the new files does not read the whole inbox every run: the hash of each file is kept
+with its size and modification time (`inbox_hashes`), and a file whose size and time are
+unchanged is taken to hold what it held, as git's index does. The hash is kept only for a file
+that was last modified well before it was read (`TRUST_MARGIN_NS`), so a rewrite within the
+timestamp's resolution is never missed. `Settings.rehash_inbox` reads and hashes every file.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import polars as pl
 
 from flows import clock, progress
 from flows.readers import FileRefusal, read_landing_file
-from flows.storage import open_location
+from flows.storage import StoredFile, open_location
 from flows.warehouse import execute, fetch_one, query_frame, staged, transaction
 from transforms.ledger import (
     ADVANCED,
@@ -43,6 +49,10 @@ log = logging.getLogger(__name__)
 
 STEP = "ingest"
 LANDING_THREADS = 3
+# How much older than the moment it was read a file must be for its hash to be kept: local
+# filesystems stamp to the nanosecond or (FAT, some network mounts) to 2 s; S3 stamps to the
+# second by the server's clock, which may be behind ours (AWS refuses requests 15 minutes off).
+TRUST_MARGIN_NS = {"local": 2 * 10**9, "s3": 15 * 60 * 10**9}
 
 
 @contextmanager
@@ -99,12 +109,17 @@ def ingest_inbox(
     run_id: str,
     salt_key: bytes,
     batch_rows: int,
+    rehash: bool = False,
 ) -> IngestSummary:
-    """Ingest every new file of `inbox`; return what happened."""
+    """Ingest every new file of `inbox`; return what happened.
+
+    With `rehash`, every file is read and hashed, even one unchanged since it was last hashed."""
     location = open_location(inbox)
     files = location.list_files()
     summary = IngestSummary(files_seen=len(files))
     known = set(query_frame(con, "select_ingested_hashes")["sha256"].to_list())
+    margin_ns = TRUST_MARGIN_NS["s3" if location.is_s3 else "local"]
+    hashes = _InboxHashes(inbox, margin_ns) if rehash else _InboxHashes.of(con, inbox, margin_ns)
     next_seq, next_file_order = fetch_one(con, "select_next_positions")
     batch = _Batch()
     # Files are parsed on a few threads (Polars' CSV reader lets go of the GIL) while this one
@@ -114,9 +129,15 @@ def ingest_inbox(
         progress.step(STEP, total=sum(f.size for f in files)),
     ):
         for stored in files:
-            data = location.read_bytes(stored.relative)
-            digest = hashlib.sha256(data).hexdigest()
-            if digest in known:
+            if hashes.unchanged(stored) in known:  # ingested before, and unchanged since
+                hashes.keep(stored)
+                data, digest = None, None
+            else:
+                read_at = time.time_ns()
+                data = location.read_bytes(stored.relative)
+                digest = hashlib.sha256(data).hexdigest()
+                hashes.hashed(stored, digest, read_at)
+            if data is None or digest in known:
                 summary.files_skipped += 1
                 progress.advance(STEP, stored.size)
                 continue
@@ -135,7 +156,52 @@ def ingest_inbox(
             progress.advance(STEP, stored.size)
         if batch.landing:
             _merge(con, batch, run_id, salt_key, next_seq, summary)
+    # Only now: a run that dies half-way leaves the hashes of the last run that did not.
+    hashes.save(con)
     return summary
+
+
+@dataclass
+class _InboxHashes:
+    """The content hash of each inbox file as of its size and modification time."""
+
+    inbox: str
+    margin_ns: int
+    # path: (bytes, mtime_ns, sha256) as the last run recorded them, and as this one will
+    last: dict[str, tuple[int, int, str]] = field(default_factory=dict)
+    now: dict[str, tuple[int, int, str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, con: duckdb.DuckDBPyConnection, inbox: str, margin_ns: int) -> _InboxHashes:
+        """The hashes recorded by the last run over `inbox`."""
+        rows = query_frame(con, "select_inbox_hashes", {"inbox": inbox}).iter_rows()
+        return cls(inbox, margin_ns, {path: (size, mtime, sha) for path, size, mtime, sha in rows})
+
+    def unchanged(self, stored: StoredFile) -> str | None:
+        """The file's hash when its size and time are those it had when hashed, else None."""
+        last = self.last.get(stored.relative)
+        if last is None or last[:2] != (stored.size, stored.mtime_ns):
+            return None
+        return last[2]
+
+    def keep(self, stored: StoredFile) -> None:
+        self.now[stored.relative] = self.last[stored.relative]
+
+    def hashed(self, stored: StoredFile, digest: str, read_at_ns: int) -> None:
+        if stored.mtime_ns is not None and stored.mtime_ns < read_at_ns - self.margin_ns:
+            self.now[stored.relative] = (stored.size, stored.mtime_ns, digest)
+
+    def save(self, con: duckdb.DuckDBPyConnection) -> None:
+        frame = pl.DataFrame(
+            [(path, *row) for path, row in self.now.items()],
+            schema=["path", "bytes", "mtime_ns", "sha256"],
+            orient="row",
+        ).with_columns(inbox=pl.lit(self.inbox))
+        with transaction(con):
+            execute(con, "delete_inbox_hashes", {"inbox": self.inbox})
+            if frame.height:
+                with staged(con, staged_inbox_hashes=frame):
+                    execute(con, "insert_inbox_hashes")
 
 
 def _land(path: str, data: bytes, digest: str, file_order: int) -> _LandedFile:

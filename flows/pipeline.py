@@ -163,6 +163,7 @@ def ingest_task(con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str)
         run_id=run_id,
         salt_key=salt_key(settings),
         batch_rows=settings.batch_rows,
+        rehash=settings.rehash_inbox,
     )
 
 

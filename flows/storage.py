@@ -64,6 +64,7 @@ PERMANENT_MARKERS = (
 class StoredFile:
     relative: str  # POSIX path below the location's root
     size: int
+    mtime_ns: int | None = None  # last modified, when the filesystem says
 
 
 def _is_transient(error: BaseException) -> bool:
@@ -127,7 +128,7 @@ class Location:
             relative = posixpath.relpath(info.path, self.root) if self.root else info.path
             if any(part.startswith((".", "_")) for part in relative.split("/")):
                 continue
-            found.append(StoredFile(relative, info.size or 0))
+            found.append(StoredFile(relative, info.size or 0, info.mtime_ns))
         return sorted(found, key=lambda f: f.relative)
 
     def read_bytes(self, relative: str) -> bytes:

@@ -22,6 +22,7 @@ SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 SCHEMA = (
     "create_runs",
     "create_ingested_files",
+    "create_inbox_hashes",
     "create_delta_events",
     "create_deltas",
     "create_quarantine",

@@ -122,6 +122,7 @@ class Ledger:
                 run_id=run_id,
                 salt_key=salt_key(self.settings),
                 batch_rows=self.settings.batch_rows,
+                rehash=self.settings.rehash_inbox,
             )
             refresh_customer_periods(con, run_id)
             finish_run(con, run_id, "succeeded", {})

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import time
+from pathlib import Path
 
 import polars as pl
 import pytest
 
+from flows import ingest
 from tests.conftest import HEADER, Ledger, csv_row
 
 COUNTS = (
@@ -201,3 +205,65 @@ def test_s3_like_names_and_hidden_files_are_handled(ledger: Ledger) -> None:
     summary = ledger.ingest()
     assert summary.files_seen == 1
     assert ledger.rows("SELECT path FROM ingested_files") == [("sub/dir/2026-03-01.csv",)]
+
+
+def _rewrite_keeping_time(ledger: Ledger, name: str, *rows: str) -> None:
+    """New content of the same size, with the file's old modification time put back."""
+    path = ledger.inbox / name
+    before = path.stat()
+    size = before.st_size
+    ledger.land_csv(name, *rows)
+    assert path.stat().st_size == size
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def _age(path: Path, seconds: int = 3600) -> None:
+    then = time.time_ns() - seconds * 10**9
+    os.utime(path, ns=(then, then))
+
+
+def test_a_file_unchanged_since_it_was_hashed_is_not_read_again(ledger: Ledger, settings) -> None:
+    _age(ledger.land_csv("2026-03-01.csv", csv_row("d1"), csv_row("d2")))
+    ledger.ingest()
+    # Same size, same time: taken as the content hashed before, without reading it.
+    _rewrite_keeping_time(ledger, "2026-03-01.csv", csv_row("d3"), csv_row("d4"))
+    summary = ledger.ingest()
+    assert (summary.files_skipped, summary.rows_read) == (1, 0)
+    assert ledger.rows("SELECT count(*) FROM deltas") == [(2,)]
+    # Asked to, a run reads and hashes every file, and finds the new content.
+    rehashing = Ledger(settings.with_overrides(rehash_inbox=True))
+    assert rehashing.ingest().files_ingested == 1
+    assert ledger.rows("SELECT delta_id FROM deltas ORDER BY 1") == [
+        ("d1",),
+        ("d2",),
+        ("d3",),
+        ("d4",),
+    ]
+
+
+def test_a_file_changed_since_it_was_hashed_is_read_again(ledger: Ledger) -> None:
+    _age(ledger.land_csv("a.csv", csv_row("d1")))
+    _age(ledger.land_csv("b.csv", csv_row("d2")))
+    ledger.ingest()
+    ledger.land_csv("a.csv", csv_row("d3"))  # the same size, a new time
+    _age(ledger.land_csv("b.csv", csv_row("d40")))  # an old time, another size
+    summary = ledger.ingest()
+    assert (summary.files_ingested, summary.rows_accepted) == (2, 2)
+    # A file that is gone is forgotten.
+    assert ("b.csv",) in ledger.rows("SELECT path FROM inbox_hashes")
+    (ledger.inbox / "b.csv").unlink()
+    ledger.ingest()
+    assert ("b.csv",) not in ledger.rows("SELECT path FROM inbox_hashes")
+
+
+def test_a_file_hashed_just_after_it_was_written_is_read_again(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A rewrite within the timestamp's resolution would keep its time: the hash of a file read
+    # within the margin of its last change is not kept.
+    monkeypatch.setitem(ingest.TRUST_MARGIN_NS, "local", 3600 * 10**9)
+    ledger.land_csv("2026-03-01.csv", csv_row("d1"))
+    ledger.ingest()
+    _rewrite_keeping_time(ledger, "2026-03-01.csv", csv_row("d2"))
+    assert ledger.ingest().files_ingested == 1
+    assert ledger.rows("SELECT count(*) FROM deltas") == [(2,)]
