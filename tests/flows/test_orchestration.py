@@ -330,8 +330,10 @@ def test_a_run_killed_anywhere_is_completed_by_the_next(
             .execute("SELECT status FROM runs ORDER BY started_at")
             .fetchall()
         ]
-        expected = ["crashed", "succeeded"] if crashed else ["succeeded", "succeeded"]
-        assert statuses == expected, (fraction, statuses)
+        # Killed holding the lock: before the run was recorded as finished (crashed), or after
+        # it, while taking the read snapshot (succeeded; the next run takes the snapshot).
+        first = {"crashed", "succeeded"} if crashed else {"succeeded"}
+        assert statuses[0] in first and statuses[1:] == ["succeeded"], (fraction, statuses)
     assert interrupted >= 3
 
 
