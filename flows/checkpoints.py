@@ -191,10 +191,17 @@ def consistency_proofs(new: pl.DataFrame, hashes: pl.DataFrame) -> pl.DataFrame:
         raise RuntimeError("a tree shrank between versions: leaves are append-only")
     rows = [(*key, "[]") for key in same.select(KEY).iter_rows()]
     if grew.height:
-        old_sizes = {tuple(r[:4]): r[4] for r in grew.select(*KEY, "latest_tree_size").rows()}
-        trees = hashes.join(grew.select(KEY), on=KEY).partition_by(KEY, as_dict=True)
-        for tree_key, leaves in trees.items():
-            proof = merkle.consistency_proof(old_sizes[tree_key], leaves["leaf_hash"].to_list())
+        # `hashes` is sorted by tree and leaf index, so a tree is a run of rows: sliced from
+        # one list, rather than a frame per tree (partition_by took 0.5 s for 23,000 trees).
+        runs = grew.select(*KEY, "latest_tree_size").join(
+            hashes.with_row_index("_row")
+            .group_by(KEY, maintain_order=True)
+            .agg(start=pl.col("_row").first(), size=pl.len()),
+            on=KEY,
+        )
+        leaf_hashes = hashes["leaf_hash"].to_list()
+        for *tree_key, old_size, start, size in runs.iter_rows():
+            proof = merkle.consistency_proof(old_size, leaf_hashes[start : start + size])
             rows.append((*tree_key, json.dumps([h.hex() for h in proof])))
     schema = {**{c: pl.String for c in KEY}, "consistency_proof": pl.String}
     return pl.DataFrame(rows, schema=schema, orient="row")

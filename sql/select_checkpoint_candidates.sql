@@ -1,5 +1,20 @@
 -- Every period up to $max_period of the staged customers (staged_customers), with its summary
--- and its latest checkpoint if any: the input of a checkpointing pass.
+-- and its latest checkpoint if any: the input of a checkpointing pass. The staged customers'
+-- checkpoints are picked before the window (not through the latest_checkpoints view), so a
+-- pass reads its own customers' checkpoints, not every checkpoint ever made.
+WITH latest AS (
+    SELECT
+        c.tenant_id, c.environment, c.customer_id, c.period, c.version, c.fingerprint,
+        c.tree_size, c.root, c.opening_balance, c.credits, c.debits, c.previous
+    FROM checkpoints AS c
+    SEMI JOIN staged_customers AS s
+        ON c.tenant_id = s.tenant_id AND c.environment = s.environment
+        AND c.customer_id = s.customer_id
+    WHERE c.period <= $max_period
+    QUALIFY c.version = max(c.version) OVER (
+        PARTITION BY c.tenant_id, c.environment, c.customer_id, c.period
+    )
+)
 SELECT
     p.tenant_id, p.environment, p.customer_id, p.period,
     p.deltas_verified AS tree_size,
@@ -16,7 +31,7 @@ FROM customer_periods AS p
 SEMI JOIN staged_customers AS s
     ON p.tenant_id = s.tenant_id AND p.environment = s.environment
     AND p.customer_id = s.customer_id
-LEFT JOIN latest_checkpoints AS c
+LEFT JOIN latest AS c
     USING (tenant_id, environment, customer_id, period)
 WHERE p.period <= $max_period
 ORDER BY p.tenant_id, p.environment, p.customer_id, p.period;
