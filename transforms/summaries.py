@@ -15,11 +15,13 @@ CUSTOMER = ["tenant_id", "environment", "customer_id"]
 PERIOD_KEY = [*CUSTOMER, "period"]
 
 
-def customer_periods(deltas: pl.LazyFrame) -> pl.LazyFrame:
-    """Summaries of every period of the customers in `deltas` (all of their deltas).
+def customer_periods(deltas: pl.LazyFrame, carried: pl.LazyFrame | None = None) -> pl.LazyFrame:
+    """Summaries of every period of the customers in `deltas`.
 
-    `deltas` needs PERIOD_KEY, `amount`, `status` and `occurred_at_utc`. Opening balances are
-    only right when every delta of each customer is present, so pass whole customers.
+    `deltas` needs PERIOD_KEY, `amount`, `status` and `occurred_at_utc`, and holds every delta
+    of each of its customers from some period on (whole customers, or every period from the
+    first one that changed). `carried` (CUSTOMER, `carried_balance`) is the closing balance of
+    each customer's period before that; a customer not in it starts from zero.
     """
     verified = pl.col("status") == "verified"
     amount = pl.col("amount").cast(SUM_DTYPE)
@@ -35,10 +37,17 @@ def customer_periods(deltas: pl.LazyFrame) -> pl.LazyFrame:
         last_activity_at=pl.col("occurred_at_utc").max(),
     )
     net = (pl.col("credits") + pl.col("debits")).cast(SUM_DTYPE)
-    return (
+    summaries = (
         per_period.sort(PERIOD_KEY)
         .with_columns(net_change=net)
-        .with_columns(closing_balance=pl.col("net_change").cum_sum().over(CUSTOMER).cast(SUM_DTYPE))
+        .with_columns(closing_balance=pl.col("net_change").cum_sum().over(CUSTOMER))
+    )
+    if carried is not None:
+        summaries = summaries.join(carried, on=CUSTOMER, how="left").with_columns(
+            closing_balance=pl.col("closing_balance") + pl.col("carried_balance").fill_null(zero)
+        )
+    return (
+        summaries.with_columns(pl.col("closing_balance").cast(SUM_DTYPE))
         .with_columns(
             opening_balance=(pl.col("closing_balance") - pl.col("net_change")).cast(SUM_DTYPE)
         )

@@ -53,3 +53,35 @@ def test_generated_ledgers_balance_like_the_reference(
         assert Decimal(balance) == sum(
             v for (t, e, c, _), v in got.items() if (t, e, c) == (tenant, env, customer)
         )
+
+
+SUMMARIES = (
+    "SELECT * EXCLUDE (updated_run_id) FROM customer_periods "
+    "ORDER BY tenant_id, environment, customer_id, period"
+)
+
+
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(spec=SPECS, cuts=st.lists(st.floats(0, 1), max_size=3))
+def test_summaries_refreshed_run_by_run_equal_summaries_made_at_once(
+    ledger: Ledger, spec: GeneratorSpec, cuts: list[float], tmp_path_factory
+) -> None:
+    # Later files bring late deltas for earlier months: each run refreshes its customers from
+    # the earliest month it touched, carrying the balance of the month before in.
+    landing = tmp_path_factory.mktemp("landing")
+    generate_landing_files(spec, str(landing))
+    files = sorted(p.relative_to(landing) for p in landing.rglob("*") if p.is_file())
+    at_once = Ledger(ledger.settings.with_overrides(data_dir=tmp_path_factory.mktemp("at-once")))
+    by_runs = Ledger(ledger.settings.with_overrides(data_dir=tmp_path_factory.mktemp("by-runs")))
+    for name in files:
+        at_once.land(str(name), (landing / name).read_bytes())
+    at_once.ingest()
+    start = 0
+    for end in [*sorted(round(c * len(files)) for c in cuts), len(files)]:
+        for name in files[start:end]:
+            by_runs.land(str(name), (landing / name).read_bytes())
+        by_runs.ingest()
+        start = max(start, end)
+    assert by_runs.rows(SUMMARIES) == at_once.rows(SUMMARIES)

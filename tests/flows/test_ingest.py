@@ -267,3 +267,28 @@ def test_a_file_hashed_just_after_it_was_written_is_read_again(
     _rewrite_keeping_time(ledger, "2026-03-01.csv", csv_row("d2"))
     assert ledger.ingest().files_ingested == 1
     assert ledger.rows("SELECT count(*) FROM deltas") == [(2,)]
+
+
+def test_a_late_delta_refreshes_its_month_and_later_ones_only(ledger: Ledger) -> None:
+    ledger.land_csv(
+        "2026-05-31.csv",
+        csv_row("a", amount="10", occurred_at="2026-03-05T00:00:00Z"),
+        csv_row("b", amount="20", occurred_at="2026-04-05T00:00:00Z"),
+        csv_row("c", amount="40", occurred_at="2026-05-05T00:00:00Z"),
+    )
+    ledger.ingest()
+    [(first,)] = ledger.rows("SELECT DISTINCT updated_run_id FROM customer_periods")
+    ledger.land_csv(
+        "2026-06-01.csv", csv_row("late", amount="-5", occurred_at="2026-04-30T23:00:00Z")
+    )
+    ledger.ingest()
+    rows = ledger.rows(
+        "SELECT period, opening_balance, closing_balance, updated_run_id FROM customer_periods "
+        "ORDER BY period"
+    )
+    assert [(p, float(o), float(c)) for p, o, c, _ in rows] == [
+        ("2026-03", 0, 10),
+        ("2026-04", 10, 25),
+        ("2026-05", 25, 65),
+    ]
+    assert rows[0][3] == first != rows[1][3] == rows[2][3]
