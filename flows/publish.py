@@ -441,8 +441,13 @@ def _promote(location: Location, publication_id: str, paths: list[str]) -> None:
     workers = 32 if location.is_s3 else 8
 
     def move(chunk: list[str]) -> None:
+        replaced = []
         for path in chunk:
-            location.move(staged_path(publication_id, path), path)
+            staged = staged_path(publication_id, path)
+            if location.move(staged, path, replaced_aside=f"{staged}.replaced"):
+                replaced.append(f"{staged}.replaced")
+        for aside in replaced:
+            location.delete(aside)
 
     # In chunks: `map` submits every item at once, and a future per file was gigabytes of
     # futures at 1.8 million files.

@@ -178,13 +178,29 @@ class Location:
             self.fs.create_dir(folder, recursive=True)
             self._folders.add(folder)
 
-    def move(self, source: str, target: str) -> None:
-        """Move a file within the location (a rename on disk, copy and delete on S3)."""
+    def move(self, source: str, target: str, *, replaced_aside: str | None = None) -> bool:
+        """Move a file within the location (a rename on disk, copy and delete on S3).
 
-        def move() -> None:
+        With `replaced_aside`, a file on disk that the move replaces is first hard-linked
+        there, and True is returned: the caller deletes it later. Renaming over a file frees
+        the old one inside the rename, and on this machine's ext4 that made replacing renames
+        across folders run at 6,000-9,000 a second whatever the number of threads; linked
+        aside, renamed, and unlinked by several threads, the same files go twice as fast.
+        """
+
+        def move() -> bool:
             if self.is_s3:
                 self.fs.move(self.path(source), self.path(target))
-                return
+                return False
+            kept = False
+            if replaced_aside is not None:
+                try:
+                    os.link(self.path(target), self.path(replaced_aside))
+                    kept = True
+                except FileNotFoundError:
+                    pass  # nothing to replace
+                except OSError as err:  # no hard links here: replace as usual
+                    log.debug("cannot link %s aside: %s", target, err)
             # Rename first and make the folder only when it is missing: a nightly run replaces
             # files in folders that exist, and a folder check per file was a third of its cost.
             try:
@@ -192,8 +208,9 @@ class Location:
             except FileNotFoundError:
                 self._ensure_folder(posixpath.dirname(self.path(target)))
                 self.fs.move(self.path(source), self.path(target))
+            return kept
 
-        self._call(f"move {source} to {target} in", move)
+        return self._call(f"move {source} to {target} in", move)
 
     def delete_folder(self, relative: str) -> None:
         """Delete a folder and everything below it; nothing happens if it does not exist."""

@@ -16,6 +16,7 @@ from typing import Any
 import duckdb
 import polars as pl
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
@@ -23,7 +24,7 @@ from flows.errors import StorageError
 from flows.fingerprints import Customer
 from flows.outputs import batch_checkpoint_files
 from flows.packages import build_package
-from flows.publish import LATEST, read_latest
+from flows.publish import LATEST, STAGING, read_latest
 from flows.receipts import build_receipt
 from flows.signing import active_signing_key, jwks
 from flows.storage import Location, open_location
@@ -91,6 +92,11 @@ class Outputs:
         manifest = manifest or self.manifest()
         return pl.read_parquet(io.BytesIO(self.read(manifest["files"]["path"])))
 
+    def staging_left(self) -> list[str]:
+        """Whatever is left below the staging folder (which `list_files` does not show)."""
+        below = pafs.FileSelector(self.location.path(STAGING), recursive=True, allow_not_found=True)
+        return [info.path for info in self.location.fs.get_file_info(below)]
+
     def dataset(self, table: str) -> ds.Dataset:
         base = self.location.path(f"parquet/{table}")
         return ds.dataset(base, filesystem=self.location.fs, format="parquet", partitioning="hive")
@@ -133,6 +139,7 @@ class TestOutputs:
             assert path in paths, path
             assert outputs.location.exists(path), path
         assert not any(p.startswith("_staging") for p in paths)
+        assert outputs.staging_left() == []
 
     def test_manifest_describes_every_file(self, outputs: Outputs) -> None:
         files = outputs.manifest_files()
@@ -307,6 +314,10 @@ class TestOutputs:
         assert outputs.location.exists(feb)
         table = outputs.dataset("deltas").to_table()
         assert table.num_rows == 8
+        # Nothing is left in staging (where a local disk links replaced files aside).
+        assert outputs.staging_left() == []
+        march = outputs.read("exports/acme/production/customers/alice/2026-03.csv").decode()
+        assert "a3," in march
 
     def test_verification_package(self, outputs: Outputs) -> None:
         keys = jwks(outputs.ledger.settings)
@@ -410,10 +421,10 @@ class TestOutputs:
                 raise Killed(relative)
             write(self, relative, data, **options)
 
-        def failing_move(self: Location, source: str, target: str) -> None:
+        def failing_move(self: Location, source: str, target: str, **options: str) -> bool:
             if fail_at == "promote" and "batch-checkpoints" in target:
                 raise Killed(target)
-            move(self, source, target)
+            return move(self, source, target, **options)
 
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(Location, "write_bytes", failing_write)
@@ -443,7 +454,7 @@ class TestOutputs:
         )
         assert [(r["delta_id"], r["status"]) for r in march] == [("a3", "verified")]
         assert outputs.dataset("deltas").to_table().num_rows == 8
-        assert not any(f.relative.startswith("_staging") for f in outputs.location.list_files())
+        assert outputs.staging_left() == []
 
 
 def test_a_permanent_storage_error_fails_the_run_clearly(ledger: Ledger, s3_bucket: str) -> None:
