@@ -17,6 +17,8 @@ import pyarrow as pa
 
 from transforms.ledger import TREE
 
+PAIRS_PER_CALL = 1 << 18  # node hashes per vectorised call
+
 
 def leaf_hashes(leaves: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
     """TREE, `leaf_index` and `leaf_hash` (32 bytes: SHA-256(0x00 || leaf)) per leaf."""
@@ -113,7 +115,13 @@ def _roots(nodes: np.ndarray, sizes: np.ndarray) -> np.ndarray:
         j = np.arange(pairs.sum()) - np.repeat(_starts(pairs), pairs)  # the pair's place
         lefts = np.repeat(offsets, pairs) + 2 * j
         parents = np.empty((parent_sizes.sum(), 32), np.uint8)
-        parents[np.repeat(parent_offsets, pairs) + j] = _node_hashes(nodes[lefts], nodes[lefts + 1])
+        targets = np.repeat(parent_offsets, pairs) + j
+        # A slice at a time: the messages and hex answers of a whole level of 9 M leaves were
+        # gigabytes of fresh memory per level, and the page faults cost more than the hashing.
+        for start in range(0, len(lefts), PAIRS_PER_CALL):
+            chunk = lefts[start : start + PAIRS_PER_CALL]
+            hashed = _node_hashes(nodes[chunk], nodes[chunk + 1])
+            parents[targets[start : start + PAIRS_PER_CALL]] = hashed
         parents[(parent_offsets + pairs)[lone]] = nodes[(offsets + 2 * pairs)[lone]]
         nodes, sizes, offsets = parents, parent_sizes, parent_offsets
     return roots

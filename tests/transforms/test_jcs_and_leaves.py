@@ -146,3 +146,24 @@ def test_period_roots_of_no_leaves_is_an_empty_frame() -> None:
     roots = period_roots(empty.lazy())
     assert roots.is_empty()
     assert roots.columns == [*schema, "tree_size", "root"]
+
+
+def test_period_roots_in_small_hashing_calls_are_the_same(monkeypatch) -> None:
+    # A level's node hashes go in slices of PAIRS_PER_CALL; with slices of three, every tree
+    # size from 1 to 40 spans several of them.
+    monkeypatch.setattr("transforms.period_roots.PAIRS_PER_CALL", 3)
+    sizes = list(range(1, 41))
+    frame = pl.DataFrame(
+        {
+            "tenant_id": "t",
+            "environment": "production",
+            "customer_id": [f"c{size:02d}" for size in sizes for _ in range(size)],
+            "period": "2026-01",
+            "leaf_index": [i for size in sizes for i in range(size)],
+            "leaf": [f"leaf {size} {i}" for size in sizes for i in range(size)],
+        }
+    )
+    roots = period_roots(leaf_hashes(frame).lazy())
+    got = dict(zip(roots["customer_id"], roots["root"], strict=True))
+    for size in sizes:
+        assert got[f"c{size:02d}"] == mth([f"leaf {size} {i}".encode() for i in range(size)])
