@@ -119,7 +119,8 @@ def ingest_inbox(
     summary = IngestSummary(files_seen=len(files))
     known = set(query_frame(con, "select_ingested_hashes")["sha256"].to_list())
     margin_ns = TRUST_MARGIN_NS["s3" if location.is_s3 else "local"]
-    hashes = _InboxHashes(inbox, margin_ns) if rehash else _InboxHashes.of(con, inbox, margin_ns)
+    where = location.uri  # the resolved folder: the same inbox named two ways is one
+    hashes = _InboxHashes(where, margin_ns) if rehash else _InboxHashes.of(con, where, margin_ns)
     next_seq, next_file_order = fetch_one(con, "select_next_positions")
     batch = _Batch()
     # Files are parsed on a few threads (Polars' CSV reader lets go of the GIL) while this one

@@ -4,7 +4,7 @@
 -- read by a safe margin are kept: a file rewritten within its timestamp's resolution of being
 -- read could otherwise keep a stale hash.
 CREATE TABLE IF NOT EXISTS inbox_hashes (
-    inbox     VARCHAR NOT NULL,    -- the inbox as given: a folder or an s3:// prefix
+    inbox     VARCHAR NOT NULL,    -- the inbox: its absolute folder or its s3:// prefix
     path      VARCHAR NOT NULL,    -- below the inbox
     bytes     BIGINT NOT NULL,
     mtime_ns  BIGINT NOT NULL,
