@@ -35,11 +35,7 @@ def _digests(hexes: pl.Series) -> pl.Series:
     """polars-hash's 64-character hex digests as 32-byte values."""
     if hexes.null_count():
         return hexes.str.decode("hex")
-    raw = _digest_bytes(hexes)
-    digests = pa.FixedSizeBinaryArray.from_buffers(
-        pa.binary(32), len(hexes), [None, pa.py_buffer(raw)]
-    )
-    return pl.Series(hexes.name, digests, dtype=pl.Binary)
+    return _binary32(hexes.name, _digest_bytes(hexes))
 
 
 def _digest_bytes(hexes: pl.Series) -> bytes:
@@ -49,46 +45,57 @@ def _digest_bytes(hexes: pl.Series) -> bytes:
     column is one contiguous buffer of hex, which `binascii.unhexlify` decodes in one call,
     six times faster (a million digests: 0.04 s against 0.23 s).
     """
-    arrow = hexes.rechunk().to_arrow(compat_level=pl.CompatLevel.oldest())
-    offsets = np.frombuffer(arrow.buffers()[1], np.int64, len(arrow) + 1, arrow.offset * 8)
-    raw = binascii.unhexlify(memoryview(arrow.buffers()[2])[offsets[0] : offsets[-1]])
-    if len(raw) != 32 * len(arrow):
+    lengths, data = _contiguous(hexes)
+    raw = binascii.unhexlify(data)
+    if len(raw) != 32 * len(lengths):
         raise ValueError("expected SHA-256 digests of 64 hex characters")
     return raw
 
 
-def period_roots(hashes: pl.LazyFrame) -> pl.DataFrame:
-    """TREE, `tree_size` and `root` (32 bytes) of every tree in `hashes` (from `leaf_hashes`).
+def _contiguous(column: pl.Series) -> tuple[np.ndarray, memoryview]:
+    """The value lengths of a string or binary column without nulls, and its values one after
+    the other in one buffer (without a copy beyond Polars' conversion to a large type)."""
+    arrow = column.rechunk().to_arrow(compat_level=pl.CompatLevel.oldest())
+    if arrow.null_count:
+        raise ValueError(f"{column.name} has nulls")
+    if not len(arrow):
+        return np.empty(0, np.int64), memoryview(b"")
+    offsets = np.frombuffer(arrow.buffers()[1], np.int64, len(arrow) + 1, arrow.offset * 8)
+    return np.diff(offsets), memoryview(arrow.buffers()[2])[offsets[0] : offsets[-1]]
 
-    `hashes` must be sorted by TREE and `leaf_index`, and each tree's indices be 0..n-1: then a
-    tree is a run of rows, and a node's place in its tree is its place in the run.
-    """
-    frame = hashes.collect()
+
+def _binary32(name: str, raw: bytes | np.ndarray) -> pl.Series:
+    """Values of 32 bytes, one after the other in `raw`, as a binary column."""
+    count = (raw.nbytes if isinstance(raw, np.ndarray) else len(raw)) // 32
+    values = pa.FixedSizeBinaryArray.from_buffers(pa.binary(32), count, [None, pa.py_buffer(raw)])
+    return pl.Series(name, values, dtype=pl.Binary)
+
+
+def tree_runs(hashes: pl.DataFrame) -> pl.DataFrame:
+    """TREE, `start` (its first row) and `tree_size` of each tree of `hashes`, which is sorted
+    by TREE and `leaf_index` with each tree's indices 0..n-1: a tree is a run of rows."""
     starts = pl.any_horizontal(pl.col(c).ne_missing(pl.col(c).shift(1)) for c in TREE)
-    first = frame.select(starts.fill_null(True)).to_series()
-    trees = frame.filter(first).select(*TREE)
-    begins = first.arg_true().to_numpy().astype(np.int64)
-    sizes = np.diff(begins, append=frame.height)
-    roots = _roots(_hash_matrix(frame["leaf_hash"]), sizes)
-    return trees.with_columns(
-        tree_size=pl.Series(sizes, dtype=pl.UInt32),
-        root=pl.Series(
-            pa.FixedSizeBinaryArray.from_buffers(
-                pa.binary(32), len(sizes), [None, pa.py_buffer(roots)]
-            ),
-            dtype=pl.Binary,
-        ),
+    first = hashes.select(starts.fill_null(True)).to_series()
+    begins = first.arg_true().cast(pl.Int64)
+    ends = begins.shift(-1).fill_null(hashes.height)
+    return (
+        hashes.filter(first)
+        .select(*TREE)
+        .with_columns(start=begins, tree_size=(ends - begins).cast(pl.UInt32))
     )
 
 
-def _hash_matrix(hashes: pl.Series) -> np.ndarray:
-    """A column of 32-byte hashes as an (n, 32) array of bytes."""
-    arrow = hashes.rechunk().to_arrow(compat_level=pl.CompatLevel.oldest())
-    offsets = np.frombuffer(arrow.buffers()[1], np.int64, len(arrow) + 1, arrow.offset * 8)
-    if arrow.null_count or np.any(np.diff(offsets) != 32):
+def period_roots(hashes: pl.LazyFrame) -> pl.DataFrame:
+    """TREE, `tree_size` and `root` (32 bytes) of every tree in `hashes` (from `leaf_hashes`),
+    sorted as `tree_runs` needs: a node's place in its tree is then its place in the run."""
+    frame = hashes.collect()
+    trees = tree_runs(frame)
+    lengths, data = _contiguous(frame["leaf_hash"])
+    if np.any(lengths != 32):
         raise ValueError("expected leaf hashes of 32 bytes")
-    data = np.frombuffer(arrow.buffers()[2], np.uint8) if len(arrow) else np.empty(0, np.uint8)
-    return data[offsets[0] : offsets[-1]].reshape(-1, 32)
+    nodes = np.frombuffer(data, np.uint8).reshape(-1, 32)
+    roots = _roots(nodes, trees["tree_size"].to_numpy().astype(np.int64))
+    return trees.select(*TREE, "tree_size", root=_binary32("root", roots))
 
 
 def _roots(nodes: np.ndarray, sizes: np.ndarray) -> np.ndarray:
