@@ -34,9 +34,9 @@ def parse_utc(text: pl.Expr) -> pl.Expr:
     # occurrence is safe: a valid timestamp has at most one of each, and the strict pattern
     # refuses whatever else the replacement produced.
     normalised = text.str.replace_many(["Z", "z", "t", " "], ["+00:00", "+00:00", "T", "T"])
-    parsed = normalised.str.to_datetime(
-        "%Y-%m-%dT%H:%M:%S%.f%:z", strict=False, time_unit="us", time_zone="UTC"
-    )
+    # chrono's own RFC 3339 parser (`%+`) is twice as fast as the format spelled out, and
+    # answers the same on every text the strict pattern admits.
+    parsed = normalised.str.to_datetime("%+", strict=False, time_unit="us", time_zone="UTC")
     valid = normalised.str.contains(_NORMALISED)
     return pl.when(valid & parsed.dt.year().is_between(MIN_YEAR, MAX_YEAR)).then(parsed)
 

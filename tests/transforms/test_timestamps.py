@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from transforms.timestamps import occurred_at_text, parse_utc, period_of
 from transforms.validate import LANDING_SCHEMA, validated_rows
@@ -82,3 +84,27 @@ def test_parse_matches_the_standard_library() -> None:
     assert parsed == [datetime.fromisoformat(t).astimezone(UTC) for t in texts]
     periods = pl.select(period_of(pl.Series(parsed))).to_series().to_list()
     assert periods == ["2026-07", "2026-07"]
+
+
+@given(
+    local=st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30)),
+    offset_minutes=st.integers(-(23 * 60 + 59), 23 * 60 + 59),
+    digits=st.integers(0, 9),
+    separator=st.sampled_from("Tt "),
+    zulu=st.sampled_from(["Z", "z", "+00:00", "-00:00"]),
+)
+def test_every_spelling_parses_to_its_instant(
+    local: datetime, offset_minutes: int, digits: int, separator: str, zulu: str
+) -> None:
+    # The instant from the parts, without a parser: the local time less the offset.
+    fraction = f"{local.microsecond:06d}000"[:digits]  # 7-9 digits end in zeros
+    kept = int(fraction[:6].ljust(6, "0")) if digits else 0
+    sign = "-" if offset_minutes < 0 else "+"
+    hours, minutes = divmod(abs(offset_minutes), 60)
+    offset = zulu if offset_minutes == 0 else f"{sign}{hours:02d}:{minutes:02d}"
+    text = (
+        local.strftime(f"%Y-%m-%d{separator}%H:%M:%S") + (f".{fraction}" if digits else "") + offset
+    )
+    expected = local.replace(microsecond=kept, tzinfo=UTC) - timedelta(minutes=offset_minutes)
+    parsed = pl.select(parse_utc(pl.Series([text]))).item()
+    assert parsed == expected, text
