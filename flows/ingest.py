@@ -253,8 +253,9 @@ def _merge(
             with staged(con, staged_status_moves=writes.moves):
                 execute(con, "update_delta_status")
 
-    events = writes.events
-    outcomes = Counter(events["outcome"].to_list()) if events.height else Counter()
+    outcomes = Counter[str]()
+    if writes.events.height:
+        outcomes.update(dict(writes.events["outcome"].value_counts().iter_rows()))
     summary.files_ingested += sum(1 for f in batch.files if f.refusal is None)
     summary.files_quarantined += sum(1 for f in batch.files if f.refusal is not None)
     summary.rows_read += good.height + bad.height

