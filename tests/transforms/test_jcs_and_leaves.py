@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import polars as pl
+import pytest
 import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -148,9 +149,38 @@ def test_period_roots_of_no_leaves_is_an_empty_frame() -> None:
     assert roots.columns == [*schema, "tree_size", "root"]
 
 
-def test_period_roots_in_small_hashing_calls_are_the_same(monkeypatch) -> None:
-    # A level's node hashes go in slices of PAIRS_PER_CALL; with slices of three, every tree
+@pytest.mark.parametrize(
+    ("customers", "indices", "problem"),
+    [
+        (["a", "a", "b"], [1, 2, 0], "start with leaf index 0"),
+        (["a", "a", "a"], [0, 2, 3], "count up from 0"),
+        (["a", "b", "b"], [0, 1, 2], "sorted by tree"),  # two trees as one run of indices
+        (["a", "b", "a"], [0, 0, 1], "sorted by tree"),
+    ],
+)
+def test_period_roots_refuse_leaves_that_are_not_whole_sorted_trees(
+    customers, indices, problem
+) -> None:
+    hashes = pl.DataFrame(
+        {
+            "tenant_id": "t",
+            "environment": "production",
+            "customer_id": customers,
+            "period": "2026-01",
+            "leaf_index": indices,
+            "leaf_hash": [bytes(32)] * len(indices),
+        }
+    )
+    with pytest.raises(ValueError, match=problem):
+        period_roots(hashes.lazy())
+
+
+@pytest.mark.parametrize("leaves_per_call", [4, 7])
+def test_period_roots_in_small_hashing_calls_are_the_same(monkeypatch, leaves_per_call) -> None:
+    # Leaves are hashed in slices of LEAVES_PER_CALL (820 leaves: 4 divides them, 7 does not)
+    # and a level's node hashes in slices of PAIRS_PER_CALL; with slices of three, every tree
     # size from 1 to 40 spans several of them.
+    monkeypatch.setattr("transforms.period_roots.LEAVES_PER_CALL", leaves_per_call)
     monkeypatch.setattr("transforms.period_roots.PAIRS_PER_CALL", 3)
     sizes = list(range(1, 41))
     frame = pl.DataFrame(
@@ -163,7 +193,9 @@ def test_period_roots_in_small_hashing_calls_are_the_same(monkeypatch) -> None:
             "leaf": [f"leaf {size} {i}" for size in sizes for i in range(size)],
         }
     )
-    roots = period_roots(leaf_hashes(frame).lazy())
+    hashes = leaf_hashes(frame.lazy())
+    assert hashes.height == frame.height
+    roots = period_roots(hashes.lazy())
     got = dict(zip(roots["customer_id"], roots["root"], strict=True))
     for size in sizes:
         assert got[f"c{size:02d}"] == mth([f"leaf {size} {i}".encode() for i in range(size)])
