@@ -219,13 +219,24 @@ def main() -> None:
     print_report(report)
     out = Path(__file__).resolve().parent / "results" / f"{datetime.now(UTC):%Y-%m-%d}.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(
-        json.dumps(asdict(report) | {"rates": {s.name: s.rate for s in report.stages}}, indent=2)
-        + "\n"
-    )
+    out.write_text(json.dumps(asdict(report) | {"rates": rates(report.stages)}, indent=2) + "\n")
     console.print(f"written to {out}")
     if not args.workdir:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def rates(stages: list[Stage]) -> dict[str, float]:
+    """Items per second by stage; a stage of a run (indented) is named after its run, as in
+    "full run: ingest" and "incremental run (one day): ingest"."""
+    named: dict[str, float] = {}
+    parent = ""
+    for stage in stages:
+        if stage.name.startswith(" "):
+            named[f"{parent}: {stage.name.strip()}"] = stage.rate
+        else:
+            parent = stage.name
+            named[stage.name] = stage.rate
+    return named
 
 
 def io_floor(report: Report, settings: Settings, fmt: str) -> None:

@@ -22,7 +22,10 @@ LEAVES_PER_CALL = 1 << 20  # leaf hashes per vectorised call
 
 
 def leaf_hashes(leaves: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
-    """TREE, `leaf_index` and `leaf_hash` (32 bytes: SHA-256(0x00 || leaf)) per leaf."""
+    """TREE, `leaf_index` and `leaf_hash` (32 bytes: SHA-256(0x00 || leaf)) per leaf.
+
+    `leaves` is a frame or a row-by-row plan over one (as `leaf_text` makes): each slice runs
+    the plan for its own rows."""
     prefixed = pl.concat_str(pl.lit("\x00"), pl.col("leaf"))
     hashed = leaves.lazy().select(*TREE, "leaf_index", leaf_hash=prefixed.chash.sha2_256())
     # A slice at a time, as the tree levels are hashed: the hex answers of 9 M leaves were
