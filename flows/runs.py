@@ -13,7 +13,9 @@ from flows.warehouse import execute
 
 
 def new_run_id(now: datetime | None = None) -> str:
-    """`run_<UTC time>_<random>`: sortable by start time, unique across machines."""
+    """`run_<UTC time>_<random>`: unique across machines, and readable by time. Made before
+    the writer lock is taken, so a run that waited may carry an earlier id than the run that
+    went first: order runs by `runs.started_at`, never by id."""
     now = now or datetime.now(UTC)
     return f"run_{now:%Y%m%dT%H%M%SZ}_{secrets.token_hex(3)}"
 

@@ -368,6 +368,60 @@ def test_a_run_that_died_after_ingest_has_its_customers_summarised_by_the_next(
     assert published(died) == published(whole)
 
 
+@pytest.mark.usefixtures("reproducible")
+def test_a_dead_run_with_an_earlier_id_than_the_run_before_it_is_still_summarised(
+    tmp_path: Path, landing: Path, keys: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Run ids are made before the writer lock is taken, so a run that waited for the lock can
+    # carry an earlier id than the run that went first. Here the first run's id sorts last;
+    # the run after it ingests the rest of the inbox and dies before its summaries. The next
+    # run must still summarise those customers, though their summaries carry a "later" id.
+    from flows.ingest import ingest_inbox
+    from flows.keys import salt_key
+    from flows.pipeline import open_warehouse
+    from flows.runs import start_run
+
+    whole = data_dir(tmp_path / "whole", landing, keys)
+    run_nightly(settings_for(whole), as_of=AS_OF, orchestrated=False)
+    died = data_dir(tmp_path / "died", landing, keys)
+    settings = settings_for(died)
+    held_back = tmp_path / "held-back"
+    held_back.mkdir()
+    for path in sorted((died / "inbox").iterdir())[-5:]:
+        path.rename(held_back / path.name)
+    monkeypatch.setattr("flows.pipeline.new_run_id", lambda: "run_20991231T235959Z_ffffff")
+    run_nightly(settings, as_of=AS_OF, orchestrated=False)
+    monkeypatch.undo()
+    for path in held_back.iterdir():
+        path.rename(died / "inbox" / path.name)
+    dead = "run_20260101T000000Z_000000"
+    with open_warehouse(settings) as con:
+        start_run(con, dead, "nightly", AS_OF)
+        taken = ingest_inbox(
+            con,
+            inbox=settings.inbox,
+            run_id=dead,
+            salt_key=salt_key(settings),
+            batch_rows=settings.batch_rows,
+        )
+        con.execute("UPDATE runs SET status = 'crashed' WHERE run_id = ?", [dead]).fetchall()
+    assert taken.rows_accepted > 0
+    run_nightly(settings, as_of=AS_OF, orchestrated=False)
+    # The same summaries as one run over the whole inbox (checkpoints differ: the first run
+    # checkpointed October before the rest of it arrived).
+    assert summaries(died) == summaries(whole)
+
+
+def summaries(root: Path) -> list[tuple[object, ...]]:
+    con = duckdb.connect(str(root / "warehouse.duckdb"), read_only=True)
+    try:
+        return con.execute(
+            "SELECT * EXCLUDE (updated_run_id) FROM customer_periods ORDER BY ALL"
+        ).fetchall()
+    finally:
+        con.close()
+
+
 # --- Dask --------------------------------------------------------------------------------------
 
 
