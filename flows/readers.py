@@ -87,14 +87,14 @@ def _physical_lines(path: str, data: bytes) -> pl.Series | FileRefusal:
     held the interpreter lock for a third of a second a million lines."""
     try:
         return pl.read_lines(data, name="_raw").to_series()
-    except pl.exceptions.ComputeError:
+    except pl.exceptions.ComputeError as problem:
         try:
             data.decode("utf-8")
         except UnicodeDecodeError as err:
             return FileRefusal(
                 codes.NOT_UTF8, f"{path}: not UTF-8 (byte {err.start}: {err.reason})"
             )
-        raise
+        return FileRefusal(codes.UNREADABLE_FILE, f"{path}: cannot be read as lines ({problem})")
 
 
 # --- CSV -------------------------------------------------------------------------------------
