@@ -313,6 +313,20 @@ def backfill(
     )
 
 
+def _run_as_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A `runs` row for machines: the summary as an object, times in RFC 3339 UTC."""
+    as_json: dict[str, Any] = {}
+    for name, value in row.items():
+        if name == "summary":
+            value = json.loads(value) if value else None
+        elif isinstance(value, datetime):  # naive UTC in the warehouse
+            value = value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        elif isinstance(value, date):
+            value = value.isoformat()
+        as_json[name] = value
+    return as_json
+
+
 @app.command()
 def runs(
     limit: Annotated[int, typer.Option(min=1, max=1000, help="how many")] = 20,
@@ -330,7 +344,7 @@ def runs(
     finally:
         con.close()
     if as_json:
-        out.print_json(json.dumps(rows, default=str))
+        out.print_json(json.dumps([_run_as_json(r) for r in rows]))
         return
     table = Table(title="runs")
     table.add_column("run", no_wrap=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, datetime
 
 import pytest
 from typer.testing import CliRunner
@@ -23,6 +23,13 @@ def test_runs_lists_recent_runs(ledger: Ledger) -> None:
     rows = json.loads(result.stdout)
     assert [r["run_id"] for r in rows] == [second.run_id, first.run_id]
     assert all(r["status"] == "succeeded" and r["published_at"] for r in rows)
+    # For scripts: the summary is an object, times are RFC 3339 in UTC.
+    assert rows[1]["summary"]["rowsAccepted"] == 1
+    assert rows[1]["summary"]["rowsQuarantined"] == 1
+    assert rows[1]["as_of"] == "2026-04-02"
+    for key in ("started_at", "finished_at", "published_at"):
+        assert rows[1][key].endswith("Z")
+        assert datetime.fromisoformat(rows[1][key]).tzinfo is not None
     table = CliRunner().invoke(app, ["runs"], env={"COLUMNS": "200"})
     assert first.run_id in table.output and "succeeded" in table.output
 
