@@ -10,6 +10,7 @@ from typing import Any
 
 import duckdb
 
+from flows.clock import instant_text
 from flows.errors import InvalidRequestError, NotFoundError
 from transforms.amounts import format_amount
 
@@ -64,11 +65,7 @@ def require_customer(
 
 
 def instant(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return None if value is None else instant_text(value)
 
 
 def money(value: Decimal | int | None) -> str | None:

@@ -20,6 +20,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from flows import progress
+from flows.clock import instant_text
 from flows.config import Settings, get_settings
 from flows.errors import TallyproofError
 
@@ -319,8 +320,8 @@ def _run_as_json(row: dict[str, Any]) -> dict[str, Any]:
     for name, value in row.items():
         if name == "summary":
             value = json.loads(value) if value else None
-        elif isinstance(value, datetime):  # naive UTC in the warehouse
-            value = value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        elif isinstance(value, datetime):
+            value = instant_text(value)
         elif isinstance(value, date):
             value = value.isoformat()
         as_json[name] = value

@@ -25,7 +25,15 @@ def now_naive() -> datetime:
 
 
 def now_text() -> str:
-    return now().strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return instant_text(now())
+
+
+def instant_text(value: datetime) -> str:
+    """RFC 3339 in UTC with microseconds and `Z`; a naive value is taken as UTC (the convention
+    of every TIMESTAMP column)."""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def now_seconds() -> int:
