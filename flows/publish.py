@@ -8,8 +8,10 @@ changed, and of that only the files whose bytes differ from what is already publ
 
 1. Shards (some customers of one tenant, environment and period) are built and written by the
    task runner: Parquet parts under new unique names (`part-<run>-<shard>.parquet`), fixed-path
-   files (exports, receipts) to `_staging/<run>/` (see `staged_path`). Batch exports, the
-   quarantine CSV and the JWKS are staged by the flow itself.
+   files (exports, receipts) that no publication has made straight to their place, each
+   appearing whole and never over a file (`Location.write_new`), and those that replace one to
+   `_staging/<run>/` (see `staged_path`). Batch exports, the quarantine CSV and the JWKS are
+   written the same way by the flow itself.
 2. The run's manifest is written: every file of the publication (path, bytes, rows, SHA-256, in
    `manifests/<run>.files.parquet`) and the complete current list of Parquet files per table.
 3. Staged files are moved into place, each one atomically.
@@ -17,9 +19,10 @@ changed, and of that only the files whose bytes differ from what is already publ
 5. Superseded Parquet files and staging folders are deleted; the inventory is updated and the
    covered runs are marked published in the warehouse.
 
-A crash before step 4 leaves the previous manifest and every Parquet file it lists intact; a
-crash in step 3 can leave some fixed-path files already new (each one whole). The next run
-publishes the same scope again and completes it.
+A crash before step 3 leaves the previous manifest and every file it lists intact (files no
+manifest lists may already be in place, each one whole); a crash in step 3 can leave some
+fixed-path files already new (each one whole). The next run publishes the same scope again and
+completes it.
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ class Entry:
     rows: int
     sha256: str
     written: bool  # False when the published file already had these bytes
+    staged: bool = False  # written to staging, to be moved into place after the manifest
 
 
 INVENTORY = {
@@ -89,6 +93,7 @@ INVENTORY = {
     "rows": pl.Int64,
     "sha256": pl.String,
     "written": pl.Boolean,
+    "staged": pl.Boolean,
 }
 LISTING = ["path", "bytes", "rows", "sha256"]
 
@@ -233,11 +238,22 @@ def _write(
     current = published.get(slot)
     if current is not None and current[1] == sha:
         return Entry(slot, current[0], file.kind, len(file.data), file.rows, sha, written=False)
+    staged = False
     if not dry_run:
-        target = file.path if file.kind == "parquet" else staged_path(publication_id, file.path)
-        location.write_bytes(target, file.data, atomic=file.kind == "parquet")
+        # A file no publication has made goes straight to its place (whole at once): nothing a
+        # manifest lists is replaced before its time. A replacement waits in staging.
+        in_place = (file.kind == "parquet" or current is None) and location.write_new(
+            file.path, file.data
+        )
+        if not in_place and file.kind == "parquet":
+            location.write_bytes(file.path, file.data)
+        elif not in_place:
+            location.write_bytes(staged_path(publication_id, file.path), file.data, atomic=False)
+            staged = True
     progress.advance(STEP)
-    return Entry(slot, file.path, file.kind, len(file.data), file.rows, sha, written=True)
+    return Entry(
+        slot, file.path, file.kind, len(file.data), file.rows, sha, written=True, staged=staged
+    )
 
 
 ShardRunner = Callable[
@@ -324,7 +340,7 @@ def publish(
     summary.manifest = _write_manifest(
         location, publication_id, scope.runs, previous, written, parquet
     )
-    _promote(location, publication_id, written.filter(pl.col("kind") == "fixed")["path"].to_list())
+    _promote(location, publication_id, written.filter("staged")["path"].to_list())
     location.write_bytes(LATEST, json.dumps({"manifest": summary.manifest}).encode())
     summary.removed = _clean_up(location, folders, parquet)
     _record(con, publication_id, scope.runs, inventory, folders)

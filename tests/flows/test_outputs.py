@@ -11,6 +11,7 @@ import io
 import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -395,10 +396,12 @@ class TestOutputs:
         store_package(outputs.location, who, package)
         return package
 
-    @pytest.mark.parametrize("fail_at", ["parquet", "staging", "promote", "latest"])
+    @pytest.mark.parametrize("fail_at", ["parquet", "new", "staging", "promote", "latest"])
     def test_a_crash_while_publishing_keeps_the_previous_state(
         self, outputs: Outputs, fail_at: str
     ) -> None:
+        if fail_at == "new" and outputs.location.is_s3:
+            pytest.skip("S3 stages every fixed-path file")
         before = outputs.manifest()
         before_files = outputs.manifest_files(before)
         outputs.ledger.land_csv("2026-05-02.csv", *SECOND)
@@ -406,20 +409,28 @@ class TestOutputs:
         class Killed(Exception):
             pass
 
-        write, move = Location.write_bytes, Location.move
+        write, write_new, move = Location.write_bytes, Location.write_new, Location.move
 
-        def failing_write(self: Location, relative: str, data: bytes, **options: bool) -> None:
+        def failing(relative: str) -> None:
             if (
                 (
                     fail_at == "parquet"
                     and relative.endswith(".parquet")
                     and relative.startswith("parquet/customer_periods")
                 )
+                or (fail_at == "new" and relative.startswith("quarantine/"))
                 or (fail_at == "staging" and relative.startswith("_staging/"))
                 or (fail_at == "latest" and relative == LATEST)
             ):
                 raise Killed(relative)
+
+        def failing_write(self: Location, relative: str, data: bytes, **options: bool) -> None:
+            failing(relative)
             write(self, relative, data, **options)
+
+        def failing_write_new(self: Location, relative: str, data: bytes) -> bool:
+            failing(relative)
+            return write_new(self, relative, data)
 
         def failing_move(self: Location, source: str, target: str, **options: str) -> bool:
             if fail_at == "promote" and "batch-checkpoints" in target:
@@ -428,6 +439,7 @@ class TestOutputs:
 
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(Location, "write_bytes", failing_write)
+            patch.setattr(Location, "write_new", failing_write_new)
             patch.setattr(Location, "move", failing_move)
             with pytest.raises(Killed):
                 outputs.ledger.run(as_of=AS_OF)
@@ -455,6 +467,66 @@ class TestOutputs:
         assert [(r["delta_id"], r["status"]) for r in march] == [("a3", "verified")]
         assert outputs.dataset("deltas").to_table().num_rows == 8
         assert outputs.staging_left() == []
+
+
+def test_new_files_go_straight_to_their_place_but_never_over_a_file(ledger: Ledger) -> None:
+    """A file no publication has made is written in place at once (whole), unless something
+    is already at its path: a file the inventory does not know (left by a crash while moving
+    files into place, or put there by hand) is replaced only when staged files are, after the
+    manifest."""
+    root = ledger.settings.data_dir / "output"
+    ledger.settings = ledger.settings.with_overrides(output=str(root))
+    ledger.land_csv("2026-05-01.csv", *FIRST)
+    foreign = "exports/acme/production/customers/alice/2026-02.csv"
+    (root / foreign).parent.mkdir(parents=True)
+    (root / foreign).write_bytes(b"not ours")
+
+    class Killed(Exception):
+        pass
+
+    write = Location.write_bytes
+
+    def crash_at_manifest(self: Location, relative: str, data: bytes, **options: bool) -> None:
+        if relative.startswith("manifests/"):
+            raise Killed(relative)
+        write(self, relative, data, **options)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Location, "write_bytes", crash_at_manifest)
+        with pytest.raises(Killed):
+            ledger.run(as_of=AS_OF)
+    assert (root / foreign).read_bytes() == b"not ours"
+    receipt = root / "receipts/acme/production/bob:2/2026-04.json"
+    assert json.loads(receipt.read_bytes())["checkpoint"]["body"]["customerId"] == "bob:2"
+    staged = [p for p in (root / STAGING).rglob("*") if p.is_file()]
+    assert len(staged) == 1  # the foreign file's export, and nothing else
+
+    ledger.run(as_of=AS_OF)
+    outputs = Outputs(ledger, str(root))
+    for path, size, _, sha in outputs.manifest_files().iter_rows():
+        data = outputs.read(path)
+        assert (len(data), hashlib.sha256(data).hexdigest()) == (size, sha), path
+    assert (root / foreign).read_bytes().startswith(b"delta_id,")
+    assert outputs.staging_left() == []
+    hidden = [p for p in root.rglob(".*") if p.name != ".well-known"]
+    assert hidden == []  # no temporary file is left anywhere
+
+
+def test_write_new_writes_only_where_nothing_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    location = open_location(str(tmp_path))
+    assert location.write_new("a/b/new.json", b"whole")
+    assert (tmp_path / "a/b/new.json").read_bytes() == b"whole"
+    assert not location.write_new("a/b/new.json", b"other")
+    assert (tmp_path / "a/b/new.json").read_bytes() == b"whole"
+    assert sorted(p.name for p in (tmp_path / "a/b").iterdir()) == ["new.json"]
+    with pytest.raises(StorageError):
+        location.write_new("../outside.json", b"x")
+    # A platform without anonymous files: nothing is written, the caller stages the file.
+    monkeypatch.delattr("os.O_TMPFILE")
+    assert not location.write_new("a/b/other.json", b"x")
+    assert not (tmp_path / "a/b/other.json").exists()
 
 
 def test_a_permanent_storage_error_fails_the_run_clearly(ledger: Ledger, s3_bucket: str) -> None:
