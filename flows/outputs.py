@@ -102,24 +102,16 @@ def load_shard(con: duckdb.DuckDBPyConnection, work: ShardWork) -> ShardInputs:
             pl.col("customer_id").is_in(pl.Series(sorted(work.activity), dtype=pl.String))
         )
     if work.receipts:
-        with staged(con, staged_customer_periods=_customer_periods(work, work.receipts)):
-            inputs.receipts = query_frame(con, "select_latest_of_customer_periods")
+        # Likewise a customer-period with a new checkpoint version has its checkpoints
+        # partition rewritten: its latest version is among the rows loaded for it.
+        inputs.receipts = inputs.tables["checkpoints"].filter(
+            pl.col("is_latest")
+            & pl.col("customer_id").is_in(pl.Series(sorted(work.receipts), dtype=pl.String))
+        )
         with staged(con, staged_trees=inputs.receipts.select(CUSTOMER_PERIOD)):
             leaves = query_frame(con, "select_tree_leaves")
         inputs.leaves = leaves.with_columns(pl.col("occurred_at_utc").dt.replace_time_zone("UTC"))
     return inputs
-
-
-def _customer_periods(work: ShardWork, customers: frozenset[str]) -> pl.DataFrame:
-    return (
-        pl.DataFrame({"customer_id": sorted(customers)})
-        .with_columns(
-            tenant_id=pl.lit(work.tenant_id),
-            environment=pl.lit(work.environment),
-            period=pl.lit(work.period),
-        )
-        .select(CUSTOMER_PERIOD)
-    )
 
 
 def build_shard(inputs: ShardInputs, publication_id: str) -> list[OutputFile]:

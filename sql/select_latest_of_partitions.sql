@@ -1,5 +1,6 @@
 -- The latest checkpoint of every customer in the staged partitions (staged_partitions): the
--- batch checkpoint exports. Filtered before the window, like select_latest_of_customer_periods.
+-- batch checkpoint exports. Filtered before the window (not through the latest_checkpoints
+-- view), so a run reads the checkpoints it publishes, not every checkpoint ever made.
 SELECT c.*
 FROM checkpoints AS c
 SEMI JOIN staged_partitions AS s
