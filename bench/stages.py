@@ -132,9 +132,11 @@ def measured(
         seconds = time.perf_counter() - started
         stop.set()
         sampler.join()
-        samples.append((time.perf_counter(), _tree_rss_mb()))
-        peak = max(rss for _, rss in samples)
-        report.stages.append(Stage(name, count(), unit, seconds, peak))
+    # Only a stage that finished is counted: a failed one raises its own error, not one of
+    # counting what it never made.
+    samples.append((time.perf_counter(), _tree_rss_mb()))
+    peak = max(rss for _, rss in samples)
+    report.stages.append(Stage(name, count(), unit, seconds, peak))
 
 
 def main() -> None:

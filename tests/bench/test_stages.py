@@ -1,0 +1,31 @@
+"""The benchmark's own bookkeeping (the benchmark itself is `make bench`, not a test)."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.stages import Report, measured
+
+
+def _report() -> Report:
+    return Report(started="2026-11-25T00:00:00+00:00", machine={}, parameters={})
+
+
+def test_a_finished_stage_is_counted_with_its_peak_memory() -> None:
+    report = _report()
+    with measured(report, "stage", "rows", lambda: 3):
+        pass
+    [stage] = report.stages
+    assert (stage.name, stage.items, stage.unit) == ("stage", 3, "rows")
+    assert stage.seconds >= 0 and stage.peak_rss_mb > 0
+
+
+def test_a_failed_stage_raises_its_own_error_and_is_not_counted() -> None:
+    made: list[int] = []
+    report = _report()
+    with (
+        pytest.raises(OSError, match="No space left"),
+        measured(report, "stage", "rows", lambda: made[0]),
+    ):
+        raise OSError("No space left on device")
+    assert report.stages == []
