@@ -9,12 +9,13 @@ changed, and of that only the files whose bytes differ from what is already publ
 1. Shards (some customers of one tenant, environment and period) are built and written by the
    task runner: Parquet parts under new unique names (`part-<run>-<shard>.parquet`), fixed-path
    files (exports, receipts) that no publication has made straight to their place, each
-   appearing whole and never over a file (`Location.write_new`), and those that replace one to
-   `_staging/<run>/` (see `staged_path`). Batch exports, the quarantine CSV and the JWKS are
-   written the same way by the flow itself.
+   appearing whole and never over a file (`Location.write_new`), and those that replace one
+   under a hidden name that waits (`Location.pending_path`: beside the file on a disk, under
+   `_staging/<run>/` on S3). Batch exports, the quarantine CSV and the JWKS are written the same
+   way by the flow itself.
 2. The run's manifest is written: every file of the publication (path, bytes, rows, SHA-256, in
    `manifests/<run>.files.parquet`) and the complete current list of Parquet files per table.
-3. Staged files are moved into place, each one atomically.
+3. Waiting files are moved into place, each one atomically.
 4. `manifests/LATEST` is switched to the new manifest: from here on readers see the new state.
 5. Superseded Parquet files and staging folders are deleted; the inventory is updated and the
    covered runs are marked published in the warehouse.
@@ -22,7 +23,8 @@ changed, and of that only the files whose bytes differ from what is already publ
 A crash before step 3 leaves the previous manifest and every file it lists intact (files no
 manifest lists may already be in place, each one whole); a crash in step 3 can leave some
 fixed-path files already new (each one whole). The next run publishes the same scope again and
-completes it.
+completes it, writing over the waiting files the crashed one left on a disk (their names do not
+depend on the run).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from flows.outputs import (
     shard_of,
 )
 from flows.signing import jwks
-from flows.storage import Location, open_location
+from flows.storage import STAGING, Location, open_location
 from flows.warehouse import execute, query_frame, staged, transaction
 from transforms.paths import partition_path
 
@@ -66,7 +68,6 @@ log = logging.getLogger(__name__)
 JWKS_PATH = ".well-known/jwks.json"
 LATEST = "manifests/LATEST"
 MANIFEST_SPEC = "tallyproof/manifest/v1"
-STAGING = "_staging"
 STEP = "publish"
 SHARD_DELTAS = 250_000  # a partition with more deltas is split into shards of customers
 BATCH_PARTITIONS = 4  # partitions whose batch exports are built at once
@@ -82,7 +83,7 @@ class Entry:
     rows: int
     sha256: str
     written: bool  # False when the published file already had these bytes
-    staged: bool = False  # written to staging, to be moved into place after the manifest
+    staged: bool = False  # written under its pending name, moved into place after the manifest
 
 
 INVENTORY = {
@@ -241,14 +242,15 @@ def _write(
     staged = False
     if not dry_run:
         # A file no publication has made goes straight to its place (whole at once): nothing a
-        # manifest lists is replaced before its time. A replacement waits in staging.
+        # manifest lists is replaced before its time. A replacement waits until step 3.
         in_place = (file.kind == "parquet" or current is None) and location.write_new(
             file.path, file.data
         )
         if not in_place and file.kind == "parquet":
             location.write_bytes(file.path, file.data)
         elif not in_place:
-            location.write_bytes(staged_path(publication_id, file.path), file.data, atomic=False)
+            pending = location.pending_path(file.path, publication_id)
+            location.write_bytes(pending, file.data, atomic=False)
             staged = True
     progress.advance(STEP)
     return Entry(
@@ -445,25 +447,12 @@ def _write_manifest(
     return path
 
 
-def staged_path(publication_id: str, path: str) -> str:
-    """Where a fixed-path file waits for its publication: a flat area (256 folders), not a
-    copy of the output tree, whose folder per customer cost a nightly run as much to make and
-    remove again as the files themselves."""
-    digest = hashlib.sha256(path.encode()).hexdigest()
-    return f"{STAGING}/{publication_id}/{digest[:2]}/{digest[2:]}"
-
-
 def _promote(location: Location, publication_id: str, paths: list[str]) -> None:
     workers = 32 if location.is_s3 else 8
 
     def move(chunk: list[str]) -> None:
-        replaced = []
         for path in chunk:
-            staged = staged_path(publication_id, path)
-            if location.move(staged, path, replaced_aside=f"{staged}.replaced"):
-                replaced.append(f"{staged}.replaced")
-        for aside in replaced:
-            location.delete(aside)
+            location.move(location.pending_path(path, publication_id), path)
 
     # In chunks: `map` submits every item at once, and a future per file was gigabytes of
     # futures at 1.8 million files.

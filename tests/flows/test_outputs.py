@@ -25,10 +25,10 @@ from flows.errors import StorageError
 from flows.fingerprints import Customer
 from flows.outputs import batch_checkpoint_files
 from flows.packages import build_package
-from flows.publish import LATEST, STAGING, read_latest
+from flows.publish import LATEST, read_latest
 from flows.receipts import build_receipt
 from flows.signing import active_signing_key, jwks
-from flows.storage import Location, open_location
+from flows.storage import PENDING, STAGING, Location, open_location
 from flows.verify import verify_document
 from flows.warehouse import connect
 from tests.conftest import Ledger, csv_row
@@ -94,9 +94,14 @@ class Outputs:
         return pl.read_parquet(io.BytesIO(self.read(manifest["files"]["path"])))
 
     def staging_left(self) -> list[str]:
-        """Whatever is left below the staging folder (which `list_files` does not show)."""
-        below = pafs.FileSelector(self.location.path(STAGING), recursive=True, allow_not_found=True)
-        return [info.path for info in self.location.fs.get_file_info(below)]
+        """Whatever still waits to be moved into place: below the staging folder, or beside
+        its place on a disk (neither of which `list_files` shows)."""
+        below = pafs.FileSelector(self.location.root, recursive=True)
+        return [
+            info.path
+            for info in self.location.fs.get_file_info(below)
+            if f"/{STAGING}/" in info.path or info.path.endswith(PENDING)
+        ]
 
     def dataset(self, table: str) -> ds.Dataset:
         base = self.location.path(f"parquet/{table}")
@@ -422,7 +427,8 @@ class TestOutputs:
                     and relative.startswith("parquet/customer_periods")
                 )
                 or (fail_at == "new" and relative.startswith("quarantine/"))
-                or (fail_at == "staging" and relative.startswith("_staging/"))
+                or (fail_at == "staging" and relative.startswith(f"{STAGING}/"))
+                or (fail_at == "staging" and relative.endswith(PENDING))
                 or (fail_at == "latest" and relative == LATEST)
             ):
                 raise Killed(relative)
@@ -435,10 +441,10 @@ class TestOutputs:
             failing(relative)
             return write_new(self, relative, data)
 
-        def failing_move(self: Location, source: str, target: str, **options: str) -> bool:
+        def failing_move(self: Location, source: str, target: str) -> None:
             if fail_at == "promote" and "batch-checkpoints" in target:
                 raise Killed(target)
-            return move(self, source, target, **options)
+            move(self, source, target)
 
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(Location, "write_bytes", failing_write)
@@ -501,8 +507,11 @@ def test_new_files_go_straight_to_their_place_but_never_over_a_file(ledger: Ledg
     assert (root / foreign).read_bytes() == b"not ours"
     receipt = root / "receipts/acme/production/bob:2/2026-04.json"
     assert json.loads(receipt.read_bytes())["checkpoint"]["body"]["customerId"] == "bob:2"
-    staged = [p for p in (root / STAGING).rglob("*") if p.is_file()]
-    assert len(staged) == 1  # the foreign file's export, and nothing else
+    # The foreign file's export waits beside it, and nothing else waits.
+    assert list(root.rglob(f"*{PENDING}")) == [
+        root / Path(foreign).parent / f".2026-02.csv{PENDING}"
+    ]
+    assert not (root / STAGING).exists()
 
     ledger.run(as_of=AS_OF)
     outputs = Outputs(ledger, str(root))
