@@ -94,24 +94,43 @@ def load_shard(con: duckdb.DuckDBPyConnection, work: ShardWork) -> ShardInputs:
     with staged(con, staged_partitions=partition):
         for table in sorted(work.tables):
             inputs.tables[table] = _in_shard(_utc(query_frame(con, PARQUET_TABLES[table])), work)
+    if work.receipts:
+        # A customer-period with a new checkpoint version has its checkpoints partition
+        # rewritten (`plan_shards`): its latest version is among the rows loaded for it.
+        receipts = pl.Series(sorted(work.receipts), dtype=pl.String)
+        inputs.receipts = inputs.tables["checkpoints"].filter(
+            pl.col("is_latest") & pl.col("customer_id").is_in(receipts)
+        )
+        inputs.leaves = _receipt_leaves(con, inputs, receipts)
+    if "deltas" in inputs.tables:
+        inputs.tables["deltas"] = inputs.tables["deltas"].drop("salt")  # the feed has none
     if work.activity:
-        # A customer-period with new events always has its deltas partition rewritten too
-        # (`plan_shards`), so its activity is a part of rows already loaded, in the same
-        # order: a second scan of the deltas table cost a nightly run more than the first.
+        # Likewise a customer-period with new events has its deltas partition rewritten, so
+        # its activity is a part of rows already loaded, in the same order: a second scan of
+        # the deltas table cost a nightly run more than the first.
         inputs.activity = inputs.tables["deltas"].filter(
             pl.col("customer_id").is_in(pl.Series(sorted(work.activity), dtype=pl.String))
         )
-    if work.receipts:
-        # Likewise a customer-period with a new checkpoint version has its checkpoints
-        # partition rewritten: its latest version is among the rows loaded for it.
-        inputs.receipts = inputs.tables["checkpoints"].filter(
-            pl.col("is_latest")
-            & pl.col("customer_id").is_in(pl.Series(sorted(work.receipts), dtype=pl.String))
-        )
-        with staged(con, staged_trees=inputs.receipts.select(CUSTOMER_PERIOD)):
-            leaves = query_frame(con, "select_tree_leaves")
-        inputs.leaves = leaves.with_columns(pl.col("occurred_at_utc").dt.replace_time_zone("UTC"))
     return inputs
+
+
+def _receipt_leaves(
+    con: duckdb.DuckDBPyConnection, inputs: ShardInputs, customers: pl.Series
+) -> pl.DataFrame:
+    """The verified deltas of the receipts' trees, as `select_tree_leaves` gives them."""
+    if "deltas" in inputs.tables:
+        # Taken from the partition's deltas when they are loaded (a day's new events): a second
+        # query for them was a tenth of a nightly run's publish.
+        return (
+            inputs.tables["deltas"]
+            .filter((pl.col("status") == "verified") & pl.col("customer_id").is_in(customers))
+            .rename({"occurred_at": "occurred_at_utc"})
+        )
+    # A partition can have new versions and no new deltas: an earlier month moved its opening
+    # balance or its chain.
+    with staged(con, staged_trees=inputs.receipts.select(CUSTOMER_PERIOD)):
+        leaves = query_frame(con, "select_tree_leaves")
+    return leaves.with_columns(pl.col("occurred_at_utc").dt.replace_time_zone("UTC"))
 
 
 def build_shard(inputs: ShardInputs, publication_id: str) -> list[OutputFile]:
