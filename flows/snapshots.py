@@ -10,14 +10,18 @@ reading it: on POSIX an open file outlives its name).
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from flows.config import Settings
 
 CURRENT = "CURRENT"
 KEEP = 2
+COPY_CHUNK = 64 << 20  # bytes a thread copies at a time
+COPY_THREADS = 4
 
 
 def snapshot_dir(settings: Settings) -> Path:
@@ -30,7 +34,7 @@ def take_snapshot(settings: Settings, snapshot_id: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{snapshot_id}.duckdb"
     temporary = folder / f".{snapshot_id}.duckdb.tmp"
-    shutil.copyfile(settings.warehouse, temporary)
+    copy_file(Path(settings.warehouse), temporary)
     os.replace(temporary, target)
     pointer = folder / f".{CURRENT}.tmp"
     pointer.write_text(target.name + "\n")
@@ -52,3 +56,38 @@ def _prune(folder: Path, keep: str) -> None:
     for old in snapshots[KEEP:]:
         if old.name != keep:
             old.unlink(missing_ok=True)
+
+
+def copy_file(source: Path, target: Path) -> None:
+    """Copy a file in chunks from several threads, each chunk copied inside the kernel
+    (`copy_file_range`); where that is not available, as `shutil.copyfile` does.
+
+    Hand-written because shutil copies from one thread. This machine's page cache is emptied
+    within minutes, so the warehouse is often read from the disk, and the disk answers several
+    reads at once: cold, the 1.5 GB warehouse of ten million deltas took 1.3-2.9 s in one
+    stream and 0.7 s in four; warm, 0.35 s either way.
+    """
+    if not hasattr(os, "copy_file_range"):  # not Linux
+        shutil.copyfile(source, target)
+        return
+    size = source.stat().st_size
+    try:
+        with open(source, "rb") as reader, open(target, "wb") as writer:
+            writer.truncate(size)
+
+            def copy(start: int) -> None:
+                offset, end = start, min(start + COPY_CHUNK, size)
+                while offset < end:
+                    copied = os.copy_file_range(
+                        reader.fileno(), writer.fileno(), end - offset, offset, offset
+                    )
+                    if not copied:
+                        raise OSError(f"{source} ended at {offset} bytes, not {size}")
+                    offset += copied
+
+            with ThreadPoolExecutor(COPY_THREADS) as pool:
+                list(pool.map(copy, range(0, size, COPY_CHUNK)))
+    except OSError as err:
+        if err.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+        shutil.copyfile(source, target)

@@ -1,0 +1,50 @@
+"""The read snapshot's copy of the warehouse."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from flows import snapshots
+from flows.snapshots import copy_file
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, 5 * 4096 + 123])
+def test_copy_file_copies_every_chunk_byte_for_byte(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    monkeypatch.setattr(snapshots, "COPY_CHUNK", 4096)
+    source, target = tmp_path / "source", tmp_path / "target"
+    data = os.urandom(size)
+    source.write_bytes(data)
+    target.write_bytes(b"x" * (size + 10_000))  # longer than the copy: it must not remain
+    copy_file(source, target)
+    assert target.read_bytes() == data
+
+
+def test_copy_file_copies_as_shutil_where_the_kernel_cannot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def cross_device(*args: int) -> int:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "copy_file_range", cross_device)
+    source, target = tmp_path / "source", tmp_path / "target"
+    data = os.urandom(3 * 4096)
+    source.write_bytes(data)
+    copy_file(source, target)
+    assert target.read_bytes() == data
+
+
+def test_copy_file_raises_other_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_space(*args: int) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "copy_file_range", no_space)
+    source = tmp_path / "source"
+    source.write_bytes(b"warehouse")
+    with pytest.raises(OSError, match="No space left"):
+        copy_file(source, tmp_path / "target")
