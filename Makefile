@@ -5,7 +5,7 @@ UV := $(PYTHON) -m uv
 VENV_STAMP := .venv/.synced-$(shell cat uv.lock pyproject.toml | cksum | cut -d' ' -f1)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test test-all bench bench-full lint clean install
+.PHONY: demo test test-all bench bench-full bench-day lint clean install
 
 install: $(VENV_STAMP)
 
@@ -30,6 +30,10 @@ bench: install
 
 bench-full: install
 	$(UV) run --frozen python bench/run.py --deltas 10000000 --customers 100000 --months 12
+
+# The one-day run again, on the history `bench/run.py --workdir $(WORKDIR)` kept (see docs/performance.md).
+bench-day: install
+	$(UV) run --frozen python bench/day.py --workdir $(WORKDIR) --runs $(or $(RUNS),3)
 
 lint: install
 	$(UV) run --frozen ruff check .

@@ -2,7 +2,7 @@
 data, on this machine, against floors measured in the same run.
 
 Not a test: it prints a table (rows or leaves per second, wall time, peak RSS of the process
-tree, ratio to a floor) and writes it as JSON to bench/results/<date>.json so runs can be
+tree, ratio to a floor) and writes it as JSON to bench/results/<date>[.n].json so runs can be
 compared. See docs/performance.md.
 """
 
@@ -44,6 +44,7 @@ console = Console(width=150)
 PAGE = os.sysconf("SC_PAGE_SIZE")
 END_MONTH = "2026-10"  # twelve closed months before...
 AS_OF = date(2026, 11, 2)  # ...the nightly run's date
+BEFORE_DAY = "warehouse-before-day.duckdb"  # kept in --workdir for `bench/day.py`
 
 
 @dataclass
@@ -151,7 +152,7 @@ def main() -> None:
     args = parser.parse_args()
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="tallyproof-bench-"))
-    settings = Settings(data_dir=workdir, salt_key="bench-salt-key", lock_wait_seconds=0)
+    settings = bench_settings(workdir)
     for folder in (settings.inbox, settings.output, settings.data_dir / "snapshots"):
         shutil.rmtree(folder, ignore_errors=True)
     Path(settings.warehouse).unlink(missing_ok=True)
@@ -190,6 +191,8 @@ def main() -> None:
     io_floor(report, settings, args.format)
     file_floor(report, Path(settings.data_dir))
     full = pipeline_run(report, settings, "full run")
+    if args.workdir:  # the history before the day, for `bench/day.py` to run the day again
+        shutil.copyfile(settings.warehouse, workdir / BEFORE_DAY)
     for path in held.iterdir():
         path.rename(Path(settings.inbox) / path.name)
     incremental = pipeline_run(report, settings, "incremental run (one day)")
@@ -219,12 +222,26 @@ def main() -> None:
         )
 
     print_report(report)
-    out = Path(__file__).resolve().parent / "results" / f"{datetime.now(UTC):%Y-%m-%d}.json"
-    out.parent.mkdir(exist_ok=True)
+    out = results_path(Path(__file__).resolve().parent / "results", f"{datetime.now(UTC):%Y-%m-%d}")
     out.write_text(json.dumps(asdict(report) | {"rates": rates(report.stages)}, indent=2) + "\n")
     console.print(f"written to {out}")
     if not args.workdir:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def results_path(folder: Path, day: str) -> Path:
+    """`<day>.json` in `folder`, or for a later run of the same day `<day>.2.json`, `.3`...:
+    a run never overwrites another's table."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out, number = folder / f"{day}.json", 1
+    while out.exists():
+        number += 1
+        out = folder / f"{day}.{number}.json"
+    return out
+
+
+def bench_settings(workdir: Path) -> Settings:
+    return Settings(data_dir=workdir, salt_key="bench-salt-key", lock_wait_seconds=0)
 
 
 def rates(stages: list[Stage]) -> dict[str, float]:

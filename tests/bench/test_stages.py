@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from bench.stages import Report, measured
+from bench.stages import Report, measured, results_path
 
 
 def _report() -> Report:
@@ -29,3 +31,15 @@ def test_a_failed_stage_raises_its_own_error_and_is_not_counted() -> None:
     ):
         raise OSError("No space left on device")
     assert report.stages == []
+
+
+def test_a_later_run_of_the_same_day_gets_its_own_results_file(tmp_path: Path) -> None:
+    folder = tmp_path / "results"
+    first = results_path(folder, "2026-11-25")
+    assert first == folder / "2026-11-25.json"
+    first.write_text("{}")
+    second = results_path(folder, "2026-11-25")
+    assert second == folder / "2026-11-25.2.json"
+    second.write_text("{}")
+    assert results_path(folder, "2026-11-25") == folder / "2026-11-25.3.json"
+    assert results_path(folder, "2026-11-26") == folder / "2026-11-26.json"
