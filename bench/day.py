@@ -11,6 +11,7 @@ Imports wait for `main`, as in `bench/run.py`: the signing workers import the ma
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -29,8 +30,6 @@ def main() -> None:
     args = parser.parse_args()
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    import shutil
-
     from rich.table import Table
 
     from bench.stages import AS_OF, BEFORE_DAY, bench_settings, console
