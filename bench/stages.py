@@ -32,9 +32,10 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from flows.config import Settings  # noqa: E402
+from flows.fingerprints import tree_leaves  # noqa: E402
 from flows.generate import generate_landing_files  # noqa: E402
 from flows.pipeline import RunReport, open_warehouse, run_nightly  # noqa: E402
-from flows.warehouse import query_frame, staged  # noqa: E402
+from flows.warehouse import query_frame  # noqa: E402
 from transforms.leaves import leaf_text  # noqa: E402
 from transforms.ledger import TREE  # noqa: E402
 from transforms.period_roots import leaf_hashes, period_roots  # noqa: E402
@@ -333,10 +334,7 @@ def pipeline_run(report: Report, settings: Settings, name: str) -> Stage:
 def merkle_leaves(con: Any) -> pl.DataFrame:
     """The leaf bytes of every tree of the warehouse, sorted by tree and leaf index."""
     trees = query_frame(con, "select_verified_trees")
-    with staged(con, staged_trees=trees):
-        leaves = query_frame(con, "select_tree_leaves")
-    leaves = leaves.with_columns(leaves["occurred_at_utc"].dt.replace_time_zone("UTC"))
-    return leaf_text(leaves.lazy()).collect()
+    return leaf_text(tree_leaves(con, trees).lazy()).collect()
 
 
 def merkle_stage(report: Report, texts: pl.DataFrame) -> None:

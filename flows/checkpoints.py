@@ -20,7 +20,7 @@ import polars as pl
 
 from flows import clock
 from flows.config import Settings
-from flows.fingerprints import Customer
+from flows.fingerprints import Customer, tree_leaves
 from flows.locks import writer_lock
 from flows.signing import SigningKey, SigningPool
 from flows.warehouse import execute, query_frame, staged, transaction
@@ -170,10 +170,7 @@ def tree_leaf_hashes(con: duckdb.DuckDBPyConnection, trees: pl.DataFrame) -> pl.
         return pl.DataFrame(
             schema={**{c: pl.String for c in KEY}, "leaf_index": pl.Int64, "leaf_hash": pl.Binary}
         )
-    with staged(con, staged_trees=trees):
-        leaves = query_frame(con, "select_tree_leaves")
-    leaves = leaves.with_columns(pl.col("occurred_at_utc").dt.replace_time_zone("UTC"))
-    return leaf_hashes(leaf_text(leaves.lazy()))
+    return leaf_hashes(leaf_text(tree_leaves(con, trees).lazy()))
 
 
 def consistency_proofs(new: pl.DataFrame, hashes: pl.DataFrame) -> pl.DataFrame:

@@ -13,7 +13,7 @@ import duckdb
 import polars as pl
 
 from flows.errors import InvalidRequestError
-from flows.warehouse import query_frame
+from flows.warehouse import query_frame, staged
 from transforms import merkle
 from transforms.leaves import leaf_text
 from transforms.period_roots import leaf_hashes
@@ -34,6 +34,14 @@ class Customer:
             "customer_id": self.customer_id,
             "period": period,
         }
+
+
+def tree_leaves(con: duckdb.DuckDBPyConnection, trees: pl.DataFrame) -> pl.DataFrame:
+    """The verified deltas of `trees` (tenant, environment, customer, period), sorted by tree
+    and leaf index, with `occurred_at_utc` as a UTC instant: what `leaf_text` reads."""
+    with staged(con, staged_trees=trees):
+        leaves = query_frame(con, "select_tree_leaves")
+    return leaves.with_columns(pl.col("occurred_at_utc").dt.replace_time_zone("UTC"))
 
 
 def customer_leaf_hashes(

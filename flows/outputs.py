@@ -18,6 +18,7 @@ import polars as pl
 import polars_hash  # noqa: F401  (registers the `chash` expression namespace)
 import pyarrow.parquet as pq
 
+from flows.fingerprints import tree_leaves
 from flows.receipts import RECEIPT_SPEC
 from flows.warehouse import query_frame, staged
 from transforms.amounts import canonical_amount
@@ -128,9 +129,7 @@ def _receipt_leaves(
         )
     # A partition can have new versions and no new deltas: an earlier month moved its opening
     # balance or its chain.
-    with staged(con, staged_trees=inputs.receipts.select(CUSTOMER_PERIOD)):
-        leaves = query_frame(con, "select_tree_leaves")
-    return leaves.with_columns(pl.col("occurred_at_utc").dt.replace_time_zone("UTC"))
+    return tree_leaves(con, inputs.receipts.select(CUSTOMER_PERIOD))
 
 
 def build_shard(inputs: ShardInputs, publication_id: str) -> list[OutputFile]:
