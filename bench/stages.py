@@ -148,7 +148,7 @@ def main() -> None:
     parser.add_argument("--months", type=int, default=12)
     parser.add_argument("--tenants", type=int, default=4)
     parser.add_argument("--format", default="csv", choices=["csv", "jsonl", "parquet"])
-    parser.add_argument("--peer-leaves", type=int, default=200_000, help="subset for the peers")
+    parser.add_argument("--peer-leaves", type=int, default=1_000_000, help="subset for the peers")
     parser.add_argument("--workdir", type=Path, help="keep the data here (default: a temp dir)")
     args = parser.parse_args()
 
