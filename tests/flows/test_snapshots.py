@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from flows import snapshots
-from flows.snapshots import copy_file
+from flows.snapshots import copy_file, current_snapshot, take_snapshot
 
 
 @pytest.mark.parametrize("size", [0, 1, 4096, 5 * 4096 + 123])
@@ -48,3 +48,19 @@ def test_copy_file_raises_other_errors(tmp_path: Path, monkeypatch: pytest.Monke
     source.write_bytes(b"warehouse")
     with pytest.raises(OSError, match="No space left"):
         copy_file(source, tmp_path / "target")
+
+
+def test_the_two_newest_snapshots_are_kept_and_the_last_is_current(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.config import Settings
+
+    settings = Settings(data_dir=tmp_path, warehouse=tmp_path / "warehouse.duckdb")
+    for number in range(4):
+        Path(settings.warehouse).write_bytes(f"state {number}".encode())
+        take_snapshot(settings, f"run_{number}")
+        newest = current_snapshot(settings)
+        assert newest is not None and newest.read_bytes() == f"state {number}".encode()
+        os.utime(newest, (number, number))  # mtimes in order, whatever the clock's resolution
+    folder = snapshots.snapshot_dir(settings)
+    assert sorted(p.name for p in folder.iterdir()) == ["CURRENT", "run_2.duckdb", "run_3.duckdb"]
