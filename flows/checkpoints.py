@@ -24,10 +24,15 @@ from flows.fingerprints import Customer, tree_leaves
 from flows.locks import writer_lock
 from flows.signing import SigningKey, SigningPool
 from flows.warehouse import execute, query_frame, staged, transaction
-from transforms import merkle
 from transforms.checkpoints import KEY, checkpoint_versions
 from transforms.leaves import leaf_text
-from transforms.period_roots import leaf_hashes, period_roots, tree_runs
+from transforms.period_roots import (
+    consistency_proof_hashes,
+    hash_rows,
+    leaf_hashes,
+    period_roots,
+    tree_runs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -188,13 +193,13 @@ def consistency_proofs(new: pl.DataFrame, hashes: pl.DataFrame) -> pl.DataFrame:
         raise RuntimeError("a tree shrank between versions: leaves are append-only")
     rows = [(*key, "[]") for key in same.select(KEY).iter_rows()]
     if grew.height:
-        # Each tree is a run of rows of `hashes`, sliced from one list rather than a frame per
-        # tree (partition_by took 0.5 s for 23,000 trees).
+        # Every tree's proof in one vectorised pass (tree by tree in Python, the day's 11,000
+        # proofs took 0.43-0.44 s; now 0.30-0.37 s, most of it the trees' sizes in Python).
         runs = grew.select(*KEY, "latest_tree_size").join(tree_runs(hashes), on=KEY)
-        leaf_hashes = hashes["leaf_hash"].to_list()
-        for *tree_key, old_size, start, size in runs.iter_rows():
-            proof = merkle.consistency_proof(old_size, leaf_hashes[start : start + size])
-            rows.append((*tree_key, json.dumps([h.hex() for h in proof])))
+        trees = runs.select("latest_tree_size", "start", "tree_size").rows()
+        proofs = consistency_proof_hashes(hash_rows(hashes["leaf_hash"]), trees)
+        for key, proof in zip(runs.select(KEY).iter_rows(), proofs, strict=True):
+            rows.append((*key, json.dumps([h.hex() for h in proof])))
     schema = {**{c: pl.String for c in KEY}, "consistency_proof": pl.String}
     return pl.DataFrame(rows, schema=schema, orient="row")
 

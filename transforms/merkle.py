@@ -80,19 +80,27 @@ def root(leaves: Sequence[bytes]) -> bytes:
 
 def consistency_proof(old_size: int, hashes: Sequence[bytes]) -> list[bytes]:
     """PROOF(m, D[n]) from the leaf hashes of the new tree (RFC 6962 section 2.1.2)."""
-    if not 0 < old_size <= len(hashes):
-        raise ValueError(f"no consistency proof from {old_size} to {len(hashes)}")
-    return _subproof(old_size, hashes, True)
+    return [root_from_hashes(hashes[a:b]) for a, b in proof_ranges(old_size, len(hashes))]
 
 
-def _subproof(m: int, hashes: Sequence[bytes], complete: bool) -> list[bytes]:
-    n = len(hashes)
+def proof_ranges(old_size: int, new_size: int) -> list[tuple[int, int]]:
+    """The leaf ranges [a, b) whose roots, in this order, are PROOF(m, D[n]) (RFC 6962 section
+    2.1.2): the proof's shape depends on the two sizes alone, so many trees' proofs can be
+    hashed together (`flows.checkpoints.consistency_proofs`)."""
+    if not 0 < old_size <= new_size:
+        raise ValueError(f"no consistency proof from {old_size} to {new_size}")
+    return _subproof(old_size, 0, new_size, True)
+
+
+def _subproof(m: int, start: int, end: int, complete: bool) -> list[tuple[int, int]]:
+    """SUBPROOF(m, D[start:end], b) as ranges of leaves."""
+    n = end - start
     if m == n:
-        return [] if complete else [root_from_hashes(hashes)]
+        return [] if complete else [(start, end)]
     k = _split(n)
     if m <= k:
-        return [*_subproof(m, hashes[:k], complete), root_from_hashes(hashes[k:])]
-    return [*_subproof(m - k, hashes[k:], False), root_from_hashes(hashes[:k])]
+        return [*_subproof(m, start, start + k, complete), (start + k, end)]
+    return [*_subproof(m - k, start + k, end, False), (start, start + k)]
 
 
 def _check_hashes(*values: bytes) -> None:

@@ -19,6 +19,7 @@ import polars_hash  # noqa: F401  (registers the `chash` expression namespace)
 import pyarrow as pa
 
 from transforms.ledger import TREE
+from transforms.merkle import proof_ranges
 
 PAIRS_PER_CALL = 1 << 16  # node hashes per vectorised call
 LEAVES_PER_CALL = 1 << 20  # leaf hashes per vectorised call
@@ -54,6 +55,8 @@ def _in_parallel(work: Callable[[int], T], starts: range) -> list[T]:
     between slices then ran with the other core idle: 9 M leaves to roots, a fresh process
     each time, took 4.8-6.7 s against 4.5-4.7 s.)
     """
+    if len(starts) == 1:  # nothing to overlap; starting threads cost more than small levels
+        return [work(starts[0])]
     with ThreadPoolExecutor(pl.thread_pool_size()) as pool:
         return list(pool.map(work, starts))
 
@@ -131,12 +134,38 @@ def period_roots(hashes: pl.LazyFrame) -> pl.DataFrame:
     sorted as `tree_runs` needs: a node's place in its tree is then its place in the run."""
     frame = hashes.collect()
     trees = tree_runs(frame)
-    lengths, data = _contiguous(frame["leaf_hash"])
-    if np.any(lengths != 32):
-        raise ValueError("expected leaf hashes of 32 bytes")
-    nodes = np.frombuffer(data, np.uint8).reshape(-1, 32)
+    nodes = hash_rows(frame["leaf_hash"])
     roots = _roots(nodes, trees["tree_size"].to_numpy().astype(np.int64))
     return trees.select(*TREE, "tree_size", root=_binary32("root", roots))
+
+
+def hash_rows(column: pl.Series) -> np.ndarray:
+    """A column of 32-byte hashes (no nulls) as an (n, 32) array."""
+    lengths, data = _contiguous(column)
+    if np.any(lengths != 32):
+        raise ValueError(f"expected {column.name} of 32 bytes")
+    return np.frombuffer(data, np.uint8).reshape(-1, 32)
+
+
+def consistency_proof_hashes(
+    hashes: np.ndarray, trees: list[tuple[int, int, int]]
+) -> list[list[bytes]]:
+    """RFC 6962 PROOF(m, D[n]) of each tree given as (m, its first row in `hashes`, n), from the
+    (rows, 32) leaf hashes. A proof is the roots of ranges of its tree's leaves that depend on
+    the two sizes alone (`merkle.proof_ranges`); the ranges of every tree are hashed together."""
+    ranges = [
+        (tree, start + a, b - a)
+        for tree, (old_size, start, size) in enumerate(trees)
+        for a, b in proof_ranges(old_size, size)
+    ]
+    proofs: list[list[bytes]] = [[] for _ in trees]
+    if not ranges:
+        return proofs
+    owners, starts, sizes = (np.array(column, np.int64) for column in zip(*ranges, strict=True))
+    picked = np.repeat(starts - _starts(sizes), sizes) + np.arange(sizes.sum())
+    for tree, root in zip(owners.tolist(), _roots(hashes[picked], sizes), strict=True):
+        proofs[tree].append(root.tobytes())
+    return proofs
 
 
 def _roots(nodes: np.ndarray, sizes: np.ndarray) -> np.ndarray:

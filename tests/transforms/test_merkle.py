@@ -230,3 +230,22 @@ def test_130_leaf_subtree_consistency_digest() -> None:
                 digest.update(f"{line}\n".encode())
     want = ACCUMULATED["published_accumulated_digest"]["subtree_consistency"]["want"]
     assert digest.hexdigest() == want
+
+
+def test_consistency_proofs_of_many_trees_at_once_equal_one_by_one() -> None:
+    # Every (m, n) up to 40 leaves, laid one tree after the other in one array, as the
+    # checkpoint pass hands them over; each tree has its own leaves.
+    import numpy as np
+
+    from transforms.period_roots import consistency_proof_hashes
+
+    trees, hashes = [], []
+    for n in range(1, 41):
+        for m in range(1, n + 1):
+            tree = [merkle.leaf_hash(f"{m}/{n}/{i}".encode()) for i in range(n)]
+            trees.append((m, len(hashes), n, tree))
+            hashes += tree
+    rows = np.frombuffer(b"".join(hashes), np.uint8).reshape(-1, 32)
+    got = consistency_proof_hashes(rows, [(m, start, n) for m, start, n, _ in trees])
+    assert got == [merkle.consistency_proof(m, tree) for m, _, n, tree in trees]
+    assert consistency_proof_hashes(rows, []) == []
