@@ -88,13 +88,19 @@ def _in_shard(frame: pl.DataFrame, work: ShardWork) -> pl.DataFrame:
 
 def load_shard(con: duckdb.DuckDBPyConnection, work: ShardWork) -> ShardInputs:
     """Read a shard's rows out of the warehouse (the only part that needs it)."""
-    partition = pl.DataFrame(
-        [{"tenant_id": work.tenant_id, "environment": work.environment, "period": work.period}]
-    )
+    # The partition as constants, not a staged frame to join: DuckDB then skips the row groups
+    # of other partitions by their statistics (the day's eight deltas partitions: 1.39-1.44 ->
+    # 1.03-1.24 s; the checkpoints partitions, newest in the table, read the same).
+    partition = {
+        "tenant_id": work.tenant_id,
+        "environment": work.environment,
+        "period": work.period,
+    }
     inputs = ShardInputs(work)
-    with staged(con, staged_partitions=partition):
-        for table in sorted(work.tables):
-            inputs.tables[table] = _in_shard(_utc(query_frame(con, PARQUET_TABLES[table])), work)
+    for table in sorted(work.tables):
+        inputs.tables[table] = _in_shard(
+            _utc(query_frame(con, PARQUET_TABLES[table], partition)), work
+        )
     if work.receipts:
         # A customer-period with a new checkpoint version has its checkpoints partition
         # rewritten (`plan_shards`): its latest version is among the rows loaded for it.

@@ -1,4 +1,4 @@
--- Every checkpoint version of the staged partitions, with whether it is the latest: the
+-- Every checkpoint version of one partition ($tenant_id, $environment, $period), with whether it is the latest: the
 -- `checkpoints` BI feed.
 SELECT
     c.tenant_id, c.environment, c.period, c.customer_id, c.version, c.checkpoint_id,
@@ -8,6 +8,5 @@ SELECT
         PARTITION BY c.tenant_id, c.environment, c.customer_id, c.period
     ) AS is_latest
 FROM checkpoints AS c
-SEMI JOIN staged_partitions AS s
-    ON c.tenant_id = s.tenant_id AND c.environment = s.environment AND c.period = s.period
+WHERE c.tenant_id = $tenant_id AND c.environment = $environment AND c.period = $period
 ORDER BY c.tenant_id, c.environment, c.period, c.customer_id, c.version;

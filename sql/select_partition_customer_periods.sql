@@ -1,6 +1,5 @@
--- The period summaries of the staged partitions: the `customer_periods` BI feed.
+-- The period summaries of one partition ($tenant_id, $environment, $period): the `customer_periods` BI feed.
 SELECT p.* EXCLUDE (updated_run_id)
 FROM customer_periods AS p
-SEMI JOIN staged_partitions AS s
-    ON p.tenant_id = s.tenant_id AND p.environment = s.environment AND p.period = s.period
+WHERE p.tenant_id = $tenant_id AND p.environment = $environment AND p.period = $period
 ORDER BY p.tenant_id, p.environment, p.period, p.customer_id;
