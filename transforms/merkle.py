@@ -86,7 +86,7 @@ def consistency_proof(old_size: int, hashes: Sequence[bytes]) -> list[bytes]:
 def proof_ranges(old_size: int, new_size: int) -> list[tuple[int, int]]:
     """The leaf ranges [a, b) whose roots, in this order, are PROOF(m, D[n]) (RFC 6962 section
     2.1.2): the proof's shape depends on the two sizes alone, so many trees' proofs can be
-    hashed together (`flows.checkpoints.consistency_proofs`)."""
+    hashed together (`transforms.period_roots.consistency_proof_hashes`)."""
     if not 0 < old_size <= new_size:
         raise ValueError(f"no consistency proof from {old_size} to {new_size}")
     return _subproof(old_size, 0, new_size, True)
