@@ -162,7 +162,7 @@ def consistency_proof_hashes(
     if not ranges:
         return proofs
     owners, starts, sizes = (np.array(column, np.int64) for column in zip(*ranges, strict=True))
-    picked = np.repeat(starts - _starts(sizes), sizes) + np.arange(sizes.sum())
+    picked = np.repeat(starts, sizes) + _places(sizes)
     for tree, root in zip(owners.tolist(), _roots(hashes[picked], sizes), strict=True):
         proofs[tree].append(root.tobytes())
     return proofs
@@ -189,7 +189,7 @@ def _roots(nodes: np.ndarray, sizes: np.ndarray) -> np.ndarray:
         lone = (sizes % 2).astype(bool)
         parent_sizes = sizes - pairs
         parent_offsets = _starts(parent_sizes)
-        j = np.arange(pairs.sum()) - np.repeat(_starts(pairs), pairs)  # the pair's place
+        j = _places(pairs)  # the pair's place in its tree
         lefts = np.repeat(offsets, pairs) + 2 * j
         parents = np.empty((parent_sizes.sum(), 32), np.uint8)
         targets = np.repeat(parent_offsets, pairs) + j
@@ -228,6 +228,12 @@ def _starts(sizes: np.ndarray) -> np.ndarray:
     starts = np.zeros(len(sizes), np.int64)
     np.cumsum(sizes[:-1], out=starts[1:])
     return starts
+
+
+def _places(sizes: np.ndarray) -> np.ndarray:
+    """Each item's place in its run when runs of `sizes` are laid one after the other: 0 to
+    sizes[i] - 1 for run i."""
+    return np.arange(sizes.sum()) - np.repeat(_starts(sizes), sizes)
 
 
 def _node_hashes(pairs: np.ndarray) -> np.ndarray:
