@@ -58,9 +58,12 @@ def last_period(as_of: date, include_open_period: bool) -> str:
     return f"{year:04d}-{month:02d}"
 
 
-# A pass holds its customers' leaves while hashing. Passes are cut by verified deltas as well
-# as by customers: activity is skewed, and 25,000 customers were 1 million leaves in one pass
-# and 7.5 million (6 GB) in another. A pass goes over by at most its last customer's leaves.
+# A pass holds the leaves of its customers' grown trees while hashing. Passes are cut by those
+# leaves as well as by customers: activity is skewed, and 25,000 customers were 1 million leaves
+# in one pass and 7.5 million (6 GB) in another. A pass goes over by at most its last
+# customer's leaves. Only grown trees count: a day's 11,000 customers hold 7.5 million leaves
+# of history but 600,000 of them grew, and cutting by history made four passes of one, each
+# scanning the deltas for its trees' leaves.
 CUSTOMERS_PER_PASS = 25_000
 LEAVES_PER_PASS = 2_000_000
 CUSTOMER = ["tenant_id", "environment", "customer_id"]

@@ -19,9 +19,14 @@ WITH eligible AS (
       AND ($environment IS NULL OR p.environment = $environment)
       AND ($customer_id IS NULL OR p.customer_id = $customer_id)
 )
--- With its verified deltas up to $max_period (`leaves`, what a checkpoint pass may hold), in
--- customer order so that passes are the same from run to run.
-SELECT tenant_id, environment, customer_id, sum(deltas_verified)::BIGINT AS leaves
+-- With the leaves a checkpoint pass hashes and holds for it (`leaves`): those of its periods
+-- whose tree grew; a period whose balances or chain alone moved keeps its root. In customer
+-- order, so that passes are the same from run to run.
+SELECT
+    tenant_id, environment, customer_id,
+    coalesce(sum(deltas_verified) FILTER (
+        WHERE deltas_verified > 0 AND tree_size IS DISTINCT FROM deltas_verified
+    ), 0)::BIGINT AS leaves
 FROM eligible
 GROUP BY tenant_id, environment, customer_id
 HAVING bool_or(

@@ -245,6 +245,26 @@ def test_passes_signed_by_worker_processes_verify(
         assert (claims["sub"], claims["fingerprint"]) == (cid, fingerprint)
 
 
+def test_a_pass_counts_the_leaves_of_grown_trees_only(ledger: Ledger) -> None:
+    """Passes are cut by what they hash: a day's customers hold far more history than grew."""
+    from flows.checkpoints import stale_customers
+    from flows.warehouse import connect
+
+    play(ledger, RUNS[:2])
+    as_of, files = RUNS[2]
+    for name, rows in files.items():
+        ledger.land_csv(name, *rows)
+    ledger.ingest()
+    con = connect(ledger.settings.warehouse)
+    try:
+        stale = stale_customers(con, "2026-04")
+    finally:
+        con.close()
+    # alice: March is new (a5) and holds one leaf; January and February (two each) did not
+    # grow. carol: April is new (c3); March (c2) did not grow. bob did not move.
+    assert stale.select("customer_id", "leaves").rows() == [("alice", 1), ("carol", 1)]
+
+
 def test_passes_are_cut_by_customers_and_by_leaves() -> None:
     customers = pl.DataFrame(
         {
