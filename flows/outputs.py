@@ -34,6 +34,14 @@ PARQUET_TABLES = {
     "customer_periods": "select_partition_customer_periods",
     "checkpoints": "select_partition_checkpoints",
 }
+# The row order of each table's partition: the order of the feed, of activity exports and of
+# receipts. Sorted by Polars after the query: a month's deltas of one tenant and environment
+# (180,000 rows) came out of DuckDB in 0.25-0.29 s sorted and in 0.15-0.2 s sorted by Polars.
+PARTITION_ORDER = {
+    "deltas": ["customer_id", "occurred_at", "delta_id"],
+    "customer_periods": ["customer_id"],
+    "checkpoints": ["customer_id", "version"],
+}
 
 
 @dataclass(frozen=True)
@@ -98,9 +106,8 @@ def load_shard(con: duckdb.DuckDBPyConnection, work: ShardWork) -> ShardInputs:
     }
     inputs = ShardInputs(work)
     for table in sorted(work.tables):
-        inputs.tables[table] = _in_shard(
-            _utc(query_frame(con, PARQUET_TABLES[table], partition)), work
-        )
+        rows = _in_shard(_utc(query_frame(con, PARQUET_TABLES[table], partition)), work)
+        inputs.tables[table] = rows.sort(PARTITION_ORDER[table])
     if work.receipts:
         # A customer-period with a new checkpoint version has its checkpoints partition
         # rewritten (`plan_shards`): its latest version is among the rows loaded for it.

@@ -1,5 +1,6 @@
 -- Every checkpoint version of one partition ($tenant_id, $environment, $period), with whether it is the latest: the
 -- `checkpoints` BI feed.
+-- Unordered: the caller sorts (`flows.outputs.PARTITION_ORDER`).
 SELECT
     c.tenant_id, c.environment, c.period, c.customer_id, c.version, c.checkpoint_id,
     c.fingerprint, c.tree_size, c.root, c.opening_balance, c.credits, c.debits,
@@ -8,5 +9,4 @@ SELECT
         PARTITION BY c.tenant_id, c.environment, c.customer_id, c.period
     ) AS is_latest
 FROM checkpoints AS c
-WHERE c.tenant_id = $tenant_id AND c.environment = $environment AND c.period = $period
-ORDER BY c.tenant_id, c.environment, c.period, c.customer_id, c.version;
+WHERE c.tenant_id = $tenant_id AND c.environment = $environment AND c.period = $period;

@@ -524,6 +524,38 @@ def test_new_files_go_straight_to_their_place_but_never_over_a_file(ledger: Ledg
     assert hidden == []  # no temporary file is left anywhere
 
 
+def test_feeds_and_exports_are_in_order_whatever_the_landing_order(ledger: Ledger) -> None:
+    """Deltas land in no particular order; the activity export lists a customer's deltas by
+    occurredAt and deltaId, and each Parquet part is sorted by customer (then occurredAt and
+    deltaId, or version)."""
+    root = ledger.settings.data_dir / "output"
+    ledger.settings = ledger.settings.with_overrides(output=str(root))
+    times = ["2026-04-09T00:00:00Z", "2026-04-02T00:00:00Z", "2026-04-05T00:00:00Z"]
+    rows = [
+        csv_row(f"{delta}{n}", customer=customer, occurred_at=times[n % 3])
+        for n in range(6)
+        for customer, delta in [("zed", "z"), ("amy", "y"), ("max", "x")]
+    ]
+    ledger.land_csv("2026-04-10.csv", *rows)
+    ledger.run(as_of=AS_OF)
+    ledger.land_csv("2026-04-11.csv", csv_row("a9", customer="amy", occurred_at=times[0]))
+    ledger.run(as_of=AS_OF)
+
+    export = (root / "exports/acme/production/customers/amy/2026-04.csv").read_text()
+    listed = [(r["occurred_at"], r["delta_id"]) for r in csv.DictReader(io.StringIO(export))]
+    assert listed == sorted(listed) and len(listed) == 7
+    partition = "tenant=acme/environment=production/period=2026-04"
+    for table, order in [
+        ("deltas", ["customer_id", "occurred_at", "delta_id"]),
+        ("checkpoints", ["customer_id", "version"]),
+        ("customer_periods", ["customer_id"]),
+    ]:
+        (part,) = (root / "parquet" / table / partition).glob("*.parquet")
+        feed = pl.read_parquet(part).select(order)
+        assert feed.height >= 3, table
+        assert feed.equals(feed.sort(order)), table
+
+
 def test_write_new_writes_only_where_nothing_is(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
