@@ -17,9 +17,10 @@ import pytest
 import rfc8785
 from typer.testing import CliRunner
 
-from flows.checkpoints import passes
+from flows.checkpoints import passes, stale_customers
 from flows.cli import app
 from flows.signing import jwks
+from flows.warehouse import connect
 from tests.conftest import Ledger, csv_row
 from tests.transforms.test_merkle import mth
 
@@ -247,9 +248,6 @@ def test_passes_signed_by_worker_processes_verify(
 
 def test_a_pass_counts_the_leaves_of_grown_trees_only(ledger: Ledger) -> None:
     """Passes are cut by what they hash: a day's customers hold far more history than grew."""
-    from flows.checkpoints import stale_customers
-    from flows.warehouse import connect
-
     play(ledger, RUNS[:2])
     as_of, files = RUNS[2]
     for name, rows in files.items():
