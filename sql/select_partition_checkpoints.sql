@@ -1,5 +1,5 @@
--- Every checkpoint version of one partition ($tenant_id, $environment, $period), with whether it is the latest: the
--- `checkpoints` BI feed.
+-- Every checkpoint version of one partition ($tenant_id, $environment, $period), with whether
+-- it is the latest: the `checkpoints` BI feed.
 -- Unordered: the caller sorts (`flows.outputs.PARTITION_ORDER`).
 SELECT
     c.tenant_id, c.environment, c.period, c.customer_id, c.version, c.checkpoint_id,

@@ -1,4 +1,5 @@
--- The period summaries of one partition ($tenant_id, $environment, $period): the `customer_periods` BI feed.
+-- The period summaries of one partition ($tenant_id, $environment, $period): the
+-- `customer_periods` BI feed.
 -- Unordered: the caller sorts (`flows.outputs.PARTITION_ORDER`).
 SELECT p.* EXCLUDE (updated_run_id)
 FROM customer_periods AS p
