@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from flows import snapshots
+from flows.config import Settings
 from flows.snapshots import copy_file, current_snapshot, take_snapshot
 
 
@@ -50,11 +51,7 @@ def test_copy_file_raises_other_errors(tmp_path: Path, monkeypatch: pytest.Monke
         copy_file(source, tmp_path / "target")
 
 
-def test_the_two_newest_snapshots_are_kept_and_the_last_is_current(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from flows.config import Settings
-
+def test_the_two_newest_snapshots_are_kept_and_the_last_is_current(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, warehouse=tmp_path / "warehouse.duckdb")
     for number in range(4):
         Path(settings.warehouse).write_bytes(f"state {number}".encode())

@@ -7,12 +7,14 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import SHARED
 from transforms import merkle
+from transforms.period_roots import consistency_proof_hashes
 
 VECTORS = SHARED / "vectors"
 PROBES = VECTORS / "transparency-dev-merkle" / "testdata"
@@ -235,10 +237,6 @@ def test_130_leaf_subtree_consistency_digest() -> None:
 def test_consistency_proofs_of_many_trees_at_once_equal_one_by_one() -> None:
     # Every (m, n) up to 40 leaves, laid one tree after the other in one array, as the
     # checkpoint pass hands them over; each tree has its own leaves.
-    import numpy as np
-
-    from transforms.period_roots import consistency_proof_hashes
-
     trees, hashes = [], []
     for n in range(1, 41):
         for m in range(1, n + 1):
