@@ -16,6 +16,7 @@ from flows.errors import InvalidRequestError
 from flows.warehouse import query_frame, staged
 from transforms import merkle
 from transforms.leaves import leaf_text
+from transforms.ledger import TREE
 from transforms.period_roots import leaf_hashes
 
 FINGERPRINT_PREFIX = re.compile(r"[0-9a-f]{8,64}")
@@ -39,9 +40,23 @@ class Customer:
 def tree_leaves(con: duckdb.DuckDBPyConnection, trees: pl.DataFrame) -> pl.DataFrame:
     """The verified deltas of `trees` (tenant, environment, customer, period), sorted by tree
     and leaf index, with `occurred_at_utc` as a UTC instant: what `leaf_text` reads."""
-    with staged(con, staged_trees=trees):
+    numbered = trees.select(TREE).unique().sort(TREE).with_row_index("tree_no")
+    with staged(con, staged_trees=numbered):
         leaves = query_frame(con, "select_tree_leaves")
-    return leaves.with_columns(pl.col("occurred_at_utc").dt.replace_time_zone("UTC"))
+    return (
+        leaves.sort(_tree_order(leaves))
+        .drop("tree_no")
+        .with_columns(pl.col("occurred_at_utc").dt.replace_time_zone("UTC"))
+    )
+
+
+def _tree_order(leaves: pl.DataFrame) -> pl.Expr | list[str]:
+    """Sort key of tree and leaf index: the trees are numbered in key order, so this is the
+    order of (tenant, environment, customer, period, leaf index). One 64-bit key sorts twice as
+    fast as the two columns (1.85 million leaves: 0.4 against 0.8-1.0 s)."""
+    if leaves.is_empty() or leaves["leaf_index"].max() < 1 << 32:
+        return pl.col("tree_no").cast(pl.Int64) * (1 << 32) + pl.col("leaf_index")
+    return ["tree_no", "leaf_index"]
 
 
 def customer_leaf_hashes(

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from flows.checkpoints import passes, stale_customers
 from flows.cli import app
+from flows.fingerprints import tree_leaves
 from flows.signing import jwks
 from flows.warehouse import connect
 from tests.conftest import Ledger, csv_row
@@ -246,6 +247,30 @@ def test_passes_signed_by_worker_processes_verify(
         assert (claims["sub"], claims["fingerprint"]) == (cid, fingerprint)
 
 
+@pytest.mark.parametrize("parallel_from", [10_000, 1])
+def test_checkpoint_signatures_are_pyjwt_tokens(
+    settings, monkeypatch: pytest.MonkeyPatch, parallel_from: int
+) -> None:
+    """Checkpoints are signed without PyJWT's encoder, for speed: the tokens must be the very
+    bytes `jwt.encode` makes (SPEC section 4), inline and from the worker processes."""
+    from flows.signing import SigningPool, active_signing_key
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
+    monkeypatch.setattr("flows.signing.PARALLEL_FROM", parallel_from)
+    key = active_signing_key(settings)
+    ids = [f"chk_{i:024x}" for i in range(5)]
+    fingerprints = [hashlib.sha256(i.encode()).hexdigest() for i in ids]
+    with SigningPool() as signer:
+        tokens = signer.sign(key, ids, fingerprints)
+    public = key.private_key.public_key()
+    for token, cid, fingerprint in zip(tokens, ids, fingerprints, strict=True):
+        claims = {"sub": cid, "fingerprint": fingerprint, "iat": 1790000000}
+        headers = {"kid": key.kid}
+        assert token == jwt.encode(claims, key.private_key, algorithm="EdDSA", headers=headers)
+        assert jwt.decode(token, public, algorithms=["EdDSA"]) == claims
+        assert jwt.get_unverified_header(token) == {**headers, "alg": "EdDSA", "typ": "JWT"}
+
+
 def test_a_pass_counts_the_leaves_of_grown_trees_only(ledger: Ledger) -> None:
     """Passes are cut by what they hash: a day's customers hold far more history than grew."""
     play(ledger, RUNS[:2])
@@ -261,6 +286,35 @@ def test_a_pass_counts_the_leaves_of_grown_trees_only(ledger: Ledger) -> None:
     # alice: March is new (a5) and holds one leaf; January and February (two each) did not
     # grow. carol: April is new (c3); March (c2) did not grow. bob did not move.
     assert stale.select("customer_id", "leaves").rows() == [("alice", 1), ("carol", 1)]
+
+
+def test_tree_leaves_come_in_tree_and_index_order(ledger: Ledger) -> None:
+    """The query is unordered and the trees are numbered for the sort: rows must still come
+    in (tenant, environment, customer, period, leaf index) order, whatever the trees asked
+    for and however large the indices."""
+    play(ledger, RUNS)
+    con = connect(ledger.settings.warehouse)
+    try:
+        trees = con.sql(
+            "SELECT DISTINCT tenant_id, environment, customer_id, period FROM deltas "
+            "WHERE status = 'verified' ORDER BY customer_id DESC, period DESC"
+        ).pl()
+        order = ["tenant_id", "environment", "customer_id", "period", "leaf_index"]
+        leaves = tree_leaves(con, pl.concat([trees, trees]))  # asked twice, returned once
+        (verified,) = con.execute(
+            "SELECT count(*) FROM deltas WHERE status = 'verified'"
+        ).fetchone()
+        assert leaves.height == verified
+        assert leaves.select(order).rows() == sorted(leaves.select(order).rows())
+        # Past 2^32 the one-number key would overflow into the next tree's: two columns then.
+        con.execute(
+            "UPDATE deltas SET leaf_index = leaf_index + 4294967296 WHERE customer_id = 'alice'"
+        )
+        big = tree_leaves(con, trees)
+        assert big["leaf_index"].max() >= 1 << 32
+        assert big.select(order).rows() == sorted(big.select(order).rows())
+    finally:
+        con.close()
 
 
 def test_passes_are_cut_by_customers_and_by_leaves() -> None:
