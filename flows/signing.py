@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -98,7 +99,7 @@ def jwks(settings: Settings) -> dict[str, Any]:
                 "alg": "EdDSA",
                 "use": "sig",
                 "kid": key_id(public),
-                "x": base64.urlsafe_b64encode(raw).rstrip(b"=").decode(),
+                "x": _base64url(raw).decode(),
             }
         )
     keys.sort(key=lambda k: (k["kid"] != active, k["kid"]))
@@ -154,13 +155,28 @@ def _sign_chunk_args(args: tuple[bytes, str, list[str], list[str]]) -> list[str]
 
 
 def _sign_chunk(pem: bytes, kid: str, ids: list[str], fingerprints: list[str]) -> list[str]:
-    key = SigningKey(kid, pem)
-    private = key.private_key
+    """The compact JWS of each checkpoint, byte for byte what `sign_claims` (PyJWT) makes.
+
+    Written out because PyJWT spends as long again around each signature as in it (claims
+    checks, a header rebuilt and serialised per token: 10,000-14,600 tokens/s on one core here,
+    against 17,500-19,700 by hand and 19,000-25,000 bare signatures), which was a third of a
+    full-size run's checkpoint stage. Ed25519 is deterministic, so the tokens are PyJWT's own;
+    a test checks them against `jwt.encode` and `jwt.decode`.
+    """
+    private = SigningKey(kid, pem).private_key
     iat = clock.now_seconds()
-    headers = {"kid": kid}
-    return [
-        jwt.encode(
-            {"sub": cid, "fingerprint": fp, "iat": iat}, private, algorithm="EdDSA", headers=headers
-        )
-        for cid, fp in zip(ids, fingerprints, strict=True)
-    ]
+    header = {"alg": "EdDSA", "kid": kid, "typ": "JWT"}  # PyJWT's header, keys sorted
+    prefix = _base64url(_json(header)) + b"."
+    tokens = []
+    for cid, fp in zip(ids, fingerprints, strict=True):
+        signing_input = prefix + _base64url(_json({"sub": cid, "fingerprint": fp, "iat": iat}))
+        tokens.append((signing_input + b"." + _base64url(private.sign(signing_input))).decode())
+    return tokens
+
+
+def _json(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _base64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
