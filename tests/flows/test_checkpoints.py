@@ -19,8 +19,9 @@ from typer.testing import CliRunner
 
 from flows.checkpoints import passes, stale_customers
 from flows.cli import app
+from flows.config import Settings
 from flows.fingerprints import tree_leaves
-from flows.signing import jwks
+from flows.signing import SigningPool, active_signing_key, jwks
 from flows.warehouse import connect
 from tests.conftest import Ledger, csv_row
 from tests.transforms.test_merkle import mth
@@ -249,12 +250,10 @@ def test_passes_signed_by_worker_processes_verify(
 
 @pytest.mark.parametrize("parallel_from", [10_000, 1])
 def test_checkpoint_signatures_are_pyjwt_tokens(
-    settings, monkeypatch: pytest.MonkeyPatch, parallel_from: int
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, parallel_from: int
 ) -> None:
     """Checkpoints are signed without PyJWT's encoder, for speed: the tokens must be the very
     bytes `jwt.encode` makes (SPEC section 4), inline and from the worker processes."""
-    from flows.signing import SigningPool, active_signing_key
-
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1790000000")
     monkeypatch.setattr("flows.signing.PARALLEL_FROM", parallel_from)
     key = active_signing_key(settings)
@@ -452,8 +451,6 @@ def test_rotated_keys_sign_new_checkpoints_and_old_ones_still_verify(ledger: Led
 
 
 def test_keys_are_private(ledger: Ledger) -> None:
-    from flows.signing import active_signing_key
-
     key = active_signing_key(ledger.settings)
     path = ledger.settings.keys_dir / "signing" / f"{key.kid}.pem"
     assert path.stat().st_mode & 0o777 == 0o600
