@@ -220,9 +220,12 @@ def activity_files(deltas: pl.DataFrame) -> list[OutputFile]:
         .collect()
     )
     header = csv_header(ACTIVITY_COLUMNS)
+    bodies = files.select(pl.concat_str(pl.lit(header), "body", pl.lit("\r\n")).cast(pl.Binary))
     return [
-        OutputFile(activity_path(t, e, c, p), (header + body + "\r\n").encode(), rows, "fixed")
-        for t, e, c, p, body, rows in files.iter_rows()
+        OutputFile(activity_path(t, e, c, p), data, rows, "fixed")
+        for (t, e, c, p, rows), data in zip(
+            files.select(*CUSTOMER_PERIOD, "rows").iter_rows(), bodies.to_series(), strict=True
+        )
     ]
 
 
@@ -367,8 +370,12 @@ def receipt_files(latest: pl.DataFrame, leaves: pl.DataFrame) -> list[OutputFile
         .collect()
     )
     return [
-        OutputFile(receipt_path(t, e, c, p), text.encode(), size, "fixed")
-        for t, e, c, p, size, text in documents.iter_rows()
+        OutputFile(receipt_path(t, e, c, p), data, size, "fixed")
+        for (t, e, c, p, size), data in zip(
+            documents.select(*CUSTOMER_PERIOD, "tree_size").iter_rows(),
+            documents["text"].cast(pl.Binary),
+            strict=True,
+        )
     ]
 
 
