@@ -21,10 +21,15 @@ WITH customers AS (
       AND ($customer_id IS NULL OR customer_id = $customer_id)
     GROUP BY customer_id
 ),
+-- Every version of a period names it, so the newest period of any version is that of the
+-- latest ones: no window over versions (latest_checkpoints) is needed, and one customer's
+-- checkpoints are all that one customer's detail reads.
 checkpointed AS (
     SELECT customer_id, max(period) AS last_checkpoint_period
-    FROM latest_checkpoints
-    WHERE tenant_id = $tenant_id AND environment = $environment
+    FROM checkpoints
+    WHERE tenant_id = $tenant_id
+      AND environment = $environment
+      AND ($customer_id IS NULL OR customer_id = $customer_id)
     GROUP BY customer_id
 )
 SELECT c.*, k.last_checkpoint_period

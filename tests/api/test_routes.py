@@ -72,6 +72,10 @@ def test_list_pages_and_searches(acme: httpx.Client) -> None:
     # alice: verified 100 - 12.5 + 40 (+ -1 in May); pending and failed do not count
     assert (alice["balance"], alice["credits"], alice["debits"]) == ("126.5", "140", "-13.5")
     assert alice["deltaCounts"] == {"total": 6, "verified": 4, "pending": 1, "failed": 1}
+    # May is alice's newest period and still open (see test_detail): March is her last checkpoint
+    assert (alice["lastPeriod"], alice["lastCheckpointPeriod"]) == ("2026-05", "2026-03")
+    bob = first["data"][1]
+    assert (bob["lastPeriod"], bob["lastCheckpointPeriod"]) == ("2026-04", "2026-04")
     found = acme.get(BASE, params={"search": "CUST_02", "limit": 5}).json()
     assert found["total"] == 10 and found["totalPages"] == 2 and len(found["data"]) == 5
     beyond = acme.get(BASE, params={"page": 9}).json()
@@ -138,6 +142,9 @@ def test_detail(acme: httpx.Client) -> None:
     ) == ("100", "40", "-12.5", "127.5")
     assert march["checkpoint"]["upToDate"] and march["checkpoint"]["treeSize"] == 2
     assert body["periods"][0]["checkpoint"] is None  # May is still open
+    assert (body["lastPeriod"], body["lastCheckpointPeriod"]) == ("2026-05", "2026-03")
+    bob = data(acme.get(f"{BASE}/bob"))
+    assert (bob["lastPeriod"], bob["lastCheckpointPeriod"]) == ("2026-04", "2026-04")
     page = body["deltas"]
     assert (page["page"], page["limit"], page["total"], page["totalPages"]) == (1, 20, 6, 1)
     first = page["items"][0]
@@ -168,6 +175,16 @@ def test_detail_filters_and_sorts(acme: httpx.Client) -> None:
     assert deltas(acme, sortBy="status", sortOrder="asc")[0] == "a4"
     assert deltas(acme, sortBy="reason", sortOrder="asc")[0] == "a5"
     assert deltas(acme, deltaLimit=2, deltaPage=2) == ["a4", "a3"]
+    # The count is that of every delta passing the filters, on any page, past the last one too
+    verified = {"status": "verified", "deltaLimit": 3}
+    page = data(acme.get(f"{BASE}/alice", params=verified))["deltas"]
+    assert (page["total"], page["totalPages"], len(page["items"])) == (4, 2, 3)
+    page = data(acme.get(f"{BASE}/alice", params={**verified, "deltaPage": 2}))["deltas"]
+    assert (page["total"], len(page["items"])) == (4, 1)
+    page = data(acme.get(f"{BASE}/alice", params={**verified, "deltaPage": 9}))["deltas"]
+    assert (page["total"], page["items"]) == (4, [])
+    page = data(acme.get(f"{BASE}/alice", params={"reason": "nothing"}))["deltas"]
+    assert (page["total"], page["items"]) == (0, [])
     assert data(acme.get(f"{BASE}/bob"))["deltas"]["items"][-1]["metadata"] == {"plan": "pro"}
 
 
