@@ -7,6 +7,7 @@ one red line and exit code 1; `--debug` shows the traceback.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from datetime import UTC, date, datetime
@@ -66,6 +67,9 @@ def main_options(
 ) -> None:
     _state["debug"] = debug
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Prefect waits 20 s for its temporary server; its first start on a new PREFECT_HOME creates
+    # the server's database and took longer than that on this 2-core machine while it was busy.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "true")
@@ -216,9 +220,27 @@ def _run_settings(
     )
 
 
+class _OwnErrorsInOneLine(logging.Filter):
+    """Keeps Prefect's records that carry one of our own errors off the console.
+
+    Prefect logs a failed task's and flow's exception with its traceback; for a
+    `TallyproofError` the command prints the one line that matters (`error CODE: message`), and
+    `--debug` shows the tracebacks again. Prefect's API handler, on the run loggers themselves,
+    still gets every record for the UI.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return _state["debug"] or not isinstance(error, TallyproofError)
+
+
 def _flow_with_runner(flow_: Any, settings: Settings) -> Any:
     from flows.runners import task_runner
 
+    # Importing the flow has set up Prefect's logging: its console handler is on the root logger.
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _OwnErrorsInOneLine) for f in handler.filters):
+            handler.addFilter(_OwnErrorsInOneLine())
     return flow_.with_options(task_runner=task_runner(settings))
 
 

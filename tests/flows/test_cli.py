@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
+from flows.errors import StorageError
 from flows.locks import writer_lock
 from flows.warehouse import connect
 from tests.conftest import Ledger, csv_row
@@ -87,3 +88,17 @@ def test_backfill_command(ledger: Ledger) -> None:
     assert "nothing changed" in again.output
     bad = runner.invoke(app, ["backfill", "--from", "2026-03", "--to", "2026-02"])
     assert bad.exit_code == 1
+
+
+@pytest.mark.usefixtures("prefect_harness")
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_failed_run_leaves_prefects_tracebacks_to_debug(
+    ledger: Ledger, debug: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The command prints our own error as one line (`main`); Prefect's console would print
+    its traceback twice before it, once for the task and once for the flow."""
+    result = CliRunner().invoke(app, [*(["--debug"] if debug else []), "run", "--inbox", "s3:///x"])
+    assert isinstance(result.exception, StorageError)
+    # Filtered as Prefect's console is: every handler on the root logger
+    assert "Finished in state Failed" in caplog.text  # which task failed, in one line
+    assert ("Traceback" in caplog.text) is debug
