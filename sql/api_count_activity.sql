@@ -1,12 +1,9 @@
 -- How many of one customer's deltas pass the dashboard's filters (see api_select_activity).
--- Found through the deltas_customer index, as create_deltas.sql says.
-WITH customer AS MATERIALIZED (
-    SELECT * FROM deltas WHERE customer_id = $customer_id
-)
 SELECT count(*)
-FROM customer
+FROM deltas
 WHERE tenant_id = $tenant_id
   AND environment = $environment
+  AND customer_id = $customer_id
   AND ($status IS NULL OR status = $status)
   AND ($reason IS NULL OR reason = $reason)
   AND ($start IS NULL OR occurred_at >= $start)

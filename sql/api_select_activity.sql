@@ -1,15 +1,12 @@
 -- One customer's deltas, filtered and sorted as the dashboard asks, one page at a time
 -- ($limit NULL: all). Filters are NULL when not given; the sort is chosen among fixed columns
 -- by $sort_by and $descending, never by text from the request.
--- Found through the deltas_customer index, as create_deltas.sql says.
-WITH customer AS MATERIALIZED (
-    SELECT * FROM deltas WHERE customer_id = $customer_id
-)
 SELECT
     delta_id, occurred_at, period, amount, status, reason, reference_id, metadata, leaf_index
-FROM customer
+FROM deltas
 WHERE tenant_id = $tenant_id
   AND environment = $environment
+  AND customer_id = $customer_id
   AND ($status IS NULL OR status = $status)
   AND ($reason IS NULL OR reason = $reason)
   AND ($start IS NULL OR occurred_at >= $start)

@@ -21,9 +21,3 @@ CREATE TABLE IF NOT EXISTS deltas (
     created_run_id    VARCHAR NOT NULL,
     updated_run_id    VARCHAR NOT NULL
 );
--- One customer's deltas (the API's routes, receipts, packages) are found through this index
--- instead of a scan of every delta: deltas sit in ingest order, so zone maps cannot skip them.
--- DuckDB uses it only when customer_id is the scan's one filter, so those queries filter it
--- alone in a MATERIALIZED CTE (which DuckDB does not push other filters into) and the rest
--- outside. It falls back to a scan when more than max(2048, 0.1% of the rows) match.
-CREATE INDEX IF NOT EXISTS deltas_customer ON deltas (customer_id);

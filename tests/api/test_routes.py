@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from flows.verify import verify_document
-from flows.warehouse import connect, sql
+from flows.warehouse import connect
 from tests.api.conftest import LiveServer
 
 BASE = "/dashboard/customers"
@@ -186,31 +186,6 @@ def test_detail_filters_and_sorts(acme: httpx.Client) -> None:
     page = data(acme.get(f"{BASE}/alice", params={"reason": "nothing"}))["deltas"]
     assert (page["total"], page["items"]) == (0, [])
     assert data(acme.get(f"{BASE}/bob"))["deltas"]["items"][-1]["metadata"] == {"plan": "pro"}
-
-
-NO_FILTERS = {"status": None, "reason": None, "start": None, "end": None, "search": None}
-
-
-@pytest.mark.parametrize(
-    ("query", "params"),
-    [
-        ("api_customer_exists", {}),
-        ("api_count_activity", NO_FILTERS),
-        (
-            "api_select_activity",
-            {**NO_FILTERS, "sort_by": "occurredAt", "descending": True, "limit": 20, "offset": 0},
-        ),
-        ("select_customer_leaves", {"period": None}),
-    ],
-)
-def test_one_customers_deltas_are_found_through_the_index(
-    live: LiveServer, query: str, params: dict
-) -> None:
-    """At ten million deltas an index lookup takes milliseconds where a scan took a tenth of a
-    second, and DuckDB takes the index only for queries of one shape (create_deltas.sql)."""
-    who = {"tenant_id": "acme", "environment": "production", "customer_id": "alice"}
-    [(_, plan)] = warehouse(live, "EXPLAIN ANALYZE " + sql(query), {**who, **params})
-    assert "Index Scan" in plan and "Sequential Scan" not in plan
 
 
 @pytest.mark.parametrize(
