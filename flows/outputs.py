@@ -114,7 +114,7 @@ def load_shard(con: duckdb.DuckDBPyConnection, work: ShardWork) -> ShardInputs:
         # rewritten (`plan_shards`): its latest version is among the rows loaded for it.
         receipts = pl.Series(sorted(work.receipts), dtype=pl.String)
         inputs.receipts = inputs.tables["checkpoints"].filter(
-            pl.col("is_latest") & pl.col("customer_id").is_in(receipts)
+            pl.col("is_latest") & pl.col("customer_id").is_in(receipts.implode())
         )
         inputs.leaves = _receipt_leaves(con, inputs, receipts)
     if "deltas" in inputs.tables:
@@ -124,7 +124,7 @@ def load_shard(con: duckdb.DuckDBPyConnection, work: ShardWork) -> ShardInputs:
         # its activity is a part of rows already loaded, in the same order: a second scan of
         # the deltas table cost a nightly run more than the first.
         inputs.activity = inputs.tables["deltas"].filter(
-            pl.col("customer_id").is_in(pl.Series(sorted(work.activity), dtype=pl.String))
+            pl.col("customer_id").is_in(pl.Series(sorted(work.activity), dtype=pl.String).implode())
         )
     return inputs
 
@@ -138,7 +138,9 @@ def _receipt_leaves(
         # query for them was a tenth of a nightly run's publish.
         return (
             inputs.tables["deltas"]
-            .filter((pl.col("status") == "verified") & pl.col("customer_id").is_in(customers))
+            .filter(
+                (pl.col("status") == "verified") & pl.col("customer_id").is_in(customers.implode())
+            )
             .rename({"occurred_at": "occurred_at_utc"})
         )
     # A partition can have new versions and no new deltas: an earlier month moved its opening
