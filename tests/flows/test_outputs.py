@@ -565,6 +565,9 @@ def test_write_new_writes_only_where_nothing_is(
     assert not location.write_new("a/b/new.json", b"other")
     assert (tmp_path / "a/b/new.json").read_bytes() == b"whole"
     assert sorted(p.name for p in (tmp_path / "a/b").iterdir()) == ["new.json"]
+    # A folder made by another Location (another shard) is written into without being made.
+    assert open_location(str(tmp_path)).write_new("a/b/next.json", b"next")
+    assert (tmp_path / "a/b/next.json").read_bytes() == b"next"
     with pytest.raises(StorageError):
         location.write_new("../outside.json", b"x")
     # A platform without anonymous files: nothing is written, the caller stages the file.
