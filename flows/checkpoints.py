@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -90,8 +90,18 @@ def checkpoint_customers(
         customers = stale_customers(con, max_period)
     summary = CheckpointSummary(customers=customers.height)
     with SigningPool() as signer:
+        # One pass is signed by the pool's processes while the next reads and hashes its trees,
+        # and is stored once that one has gone to the pool in turn: the main process used to
+        # wait idle for a third of the stage. Passes have no customer in common, so a pass
+        # reads nothing that the one before it still has to store.
+        signing: SignedPass | None = None
         for chosen in passes(customers, customers_per_pass or CUSTOMERS_PER_PASS, LEAVES_PER_PASS):
-            _checkpoint_pass(con, summary, chosen.select(CUSTOMER), run_id, max_period, key, signer)
+            ready = _checkpoint_pass(con, summary, chosen.select(CUSTOMER), max_period, key, signer)
+            if signing is not None:
+                _store_pass(con, signing, run_id, key)
+            signing = ready
+        if signing is not None:
+            _store_pass(con, signing, run_id, key)
     if summary.new_versions:
         log.info(
             "checkpoints: %d new versions (%d first) for %d customers",
@@ -102,15 +112,25 @@ def checkpoint_customers(
     return summary
 
 
+@dataclass(frozen=True)
+class SignedPass:
+    """A pass's new versions and consistency proofs, and a function that waits for their
+    signatures."""
+
+    new: pl.DataFrame
+    proofs: pl.DataFrame
+    signatures: Callable[[], list[str]]
+
+
 def _checkpoint_pass(
     con: duckdb.DuckDBPyConnection,
     summary: CheckpointSummary,
     customers: pl.DataFrame,
-    run_id: str,
     max_period: str,
     key: SigningKey,
     signer: SigningPool,
-) -> None:
+) -> SignedPass | None:
+    """The new versions of `customers`, sent to be signed; None when there are none."""
     with staged(con, staged_customers=customers):
         candidates = query_frame(con, "select_checkpoint_candidates", {"max_period": max_period})
     summary.candidates += candidates.height
@@ -132,12 +152,18 @@ def _checkpoint_pass(
     summary.new_versions += new.height
     summary.first_versions += new.filter(pl.col("version") == 1).height
     if new.is_empty():
-        return
-
+        return None
     proofs = consistency_proofs(new, hashes)
-    signatures = signer.sign(key, new["checkpoint_id"].to_list(), new["fingerprint"].to_list())
-    rows = new.join(proofs, on=KEY, how="left").with_columns(
-        signature=pl.Series(signatures, dtype=pl.String),
+    signatures = signer.submit(key, new["checkpoint_id"].to_list(), new["fingerprint"].to_list())
+    return SignedPass(new, proofs, signatures)
+
+
+def _store_pass(
+    con: duckdb.DuckDBPyConnection, signed: SignedPass, run_id: str, key: SigningKey
+) -> None:
+    """Insert a pass's versions with their signatures, in one transaction."""
+    rows = signed.new.join(signed.proofs, on=KEY, how="left").with_columns(
+        signature=pl.Series(signed.signatures(), dtype=pl.String),
         kid=pl.lit(key.kid),
         created_at=pl.lit(clock.now_naive()),
         run_id=pl.lit(run_id),

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -136,22 +137,30 @@ class SigningPool:
 
     def sign(self, key: SigningKey, ids: list[str], fingerprints: list[str]) -> list[str]:
         """Signatures of ({"sub": checkpointId, "fingerprint": ...}) for each pair."""
-        if self._executor is None and len(ids) < PARALLEL_FROM:  # once running, it pays
-            return _sign_chunk(key.private_pem, key.kid, ids, fingerprints)
+        return self.submit(key, ids, fingerprints)()
+
+    def submit(
+        self, key: SigningKey, ids: list[str], fingerprints: list[str]
+    ) -> Callable[[], list[str]]:
+        """Start signing each pair, as `sign` does, and return a function that waits for the
+        signatures: the caller goes on while the workers sign (inline, below `PARALLEL_FROM`,
+        the signatures are made before this returns)."""
+        # Once the workers run, they pay for any number.
+        if not ids or (self._executor is None and len(ids) < PARALLEL_FROM):
+            tokens = _sign_chunk(key.private_pem, key.kid, ids, fingerprints)
+            return lambda: tokens
         workers = os.cpu_count() or 1
         if self._executor is None:
             # spawn, not fork: the parent holds DuckDB and Polars thread pools.
             self._executor = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
         size = -(-len(ids) // workers)
-        chunks = [
-            (key.private_pem, key.kid, ids[i : i + size], fingerprints[i : i + size])
+        parts = [
+            self._executor.submit(
+                _sign_chunk, key.private_pem, key.kid, ids[i : i + size], fingerprints[i : i + size]
+            )
             for i in range(0, len(ids), size)
         ]
-        return [s for part in self._executor.map(_sign_chunk_args, chunks) for s in part]
-
-
-def _sign_chunk_args(args: tuple[bytes, str, list[str], list[str]]) -> list[str]:
-    return _sign_chunk(*args)
+        return lambda: [token for part in parts for token in part.result()]
 
 
 def _sign_chunk(pem: bytes, kid: str, ids: list[str], fingerprints: list[str]) -> list[str]:
