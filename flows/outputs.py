@@ -70,6 +70,13 @@ class ShardWork:
     def label(self) -> str:
         return f"{self.tenant_id}/{self.environment}/{self.period}#{self.shard}"
 
+    @property
+    def batch_exports(self) -> bool:
+        """Whether this shard builds its partition's batch checkpoint exports: when it holds
+        the whole partition and rewrites its checkpoints, the latest of which the exports list.
+        A partition split into shards has its exports built by the flow instead."""
+        return self.shards == 1 and "checkpoints" in self.tables
+
 
 @dataclass
 class ShardInputs:
@@ -159,6 +166,11 @@ def build_shard(inputs: ShardInputs, publication_id: str) -> list[OutputFile]:
         files += activity_files(inputs.activity)
     if inputs.receipts is not None and inputs.leaves is not None:
         files += receipt_files(inputs.receipts, inputs.leaves)
+    if work.batch_exports:
+        # The partition's checkpoints are loaded for the feed already: a second query for
+        # their latest versions, on the flow's thread after every shard, cost a nightly run
+        # half a second.
+        files += batch_checkpoint_files(inputs.tables["checkpoints"].filter("is_latest"))
     return files
 
 
@@ -274,6 +286,20 @@ def load_batch_checkpoints(
         return _utc(query_frame(con, "select_latest_of_partitions"))
 
 
+def batch_checkpoint_paths(tenant: str, environment: str, period: str) -> list[str]:
+    """The CSV and JSON batch checkpoint exports of one partition."""
+    stem = "/".join(
+        [
+            "exports",
+            path_segment(tenant),
+            path_segment(environment),
+            "batch-checkpoints",
+            path_segment(period),
+        ]
+    )
+    return [f"{stem}.csv", f"{stem}.json"]
+
+
 def batch_checkpoint_files(latest: pl.DataFrame) -> list[OutputFile]:
     """`exports/<t>/<e>/batch-checkpoints/<period>.json` and `.csv` of each partition in
     `latest` (the latest checkpoint of each of its customers)."""
@@ -284,14 +310,7 @@ def batch_checkpoint_files(latest: pl.DataFrame) -> list[OutputFile]:
         .partition_by(PARTITION, as_dict=True, maintain_order=True)
         .items()
     ):
-        folder = "/".join(
-            [
-                "exports",
-                path_segment(str(tenant)),
-                path_segment(str(environment)),
-                "batch-checkpoints",
-            ]
-        )
+        csv_path, json_path = batch_checkpoint_paths(str(tenant), str(environment), str(period))
         # Assembled as text, one checkpoint per line: `json.dumps` of parsed bodies was most
         # of a nightly run's publishing time. The body is stored as JCS text and the ids are
         # hex or base64url, so only the partition's own names need escaping.
@@ -313,11 +332,10 @@ def batch_checkpoint_files(latest: pl.DataFrame) -> list[OutputFile]:
         partition = {"tenantId": tenant, "environment": environment, "period": period}
         names = json.dumps(partition, ensure_ascii=False, separators=(",", ":"))[1:-1]
         text = f'{{{names},"checkpoints":[\n{entries}\n]}}\n'
-        stem = f"{folder}/{path_segment(str(period))}"
-        files.append(OutputFile(f"{stem}.json", text.encode(), rows.height, "fixed"))
+        files.append(OutputFile(json_path, text.encode(), rows.height, "fixed"))
         lines = rows.select(line=csv_line(BATCH_COLUMNS))["line"].to_list()
         body = header + "".join(line + "\r\n" for line in lines)
-        files.append(OutputFile(f"{stem}.csv", body.encode(), rows.height, "fixed"))
+        files.append(OutputFile(csv_path, body.encode(), rows.height, "fixed"))
     return files
 
 

@@ -51,6 +51,7 @@ from flows.outputs import (
     ShardWork,
     activity_path,
     batch_checkpoint_files,
+    batch_checkpoint_paths,
     build_shard,
     load_batch_checkpoints,
     load_shard,
@@ -196,6 +197,8 @@ def shard_slots(work: ShardWork) -> list[str]:
         receipt_path(work.tenant_id, work.environment, c, work.period)
         for c in sorted(work.receipts)
     ]
+    if work.batch_exports:
+        slots += batch_checkpoint_paths(work.tenant_id, work.environment, work.period)
     return slots
 
 
@@ -322,7 +325,7 @@ def publish(
         )
         for result in runner(publish_shard, jobs):
             parts.append(_inventory(result))
-        for files in _flow_files(con, settings, scope):
+        for files in _flow_files(con, settings, scope, work):
             now = _published(con, [f.path for f in files])
             parts.append(
                 _inventory([_write(location, publication_id, f, now, dry_run) for f in files])
@@ -357,11 +360,12 @@ def publish(
 
 
 def _flow_files(
-    con: duckdb.DuckDBPyConnection, settings: Settings, scope: Scope
+    con: duckdb.DuckDBPyConnection, settings: Settings, scope: Scope, work: list[ShardWork]
 ) -> Iterator[list[OutputFile]]:
     """What the flow builds itself, small files that span shards, a group at a time: the JWKS
-    and quarantine CSVs, then the batch exports of a few partitions at once (a first run has a
-    million checkpoints; holding all their exports at once would cost gigabytes)."""
+    and quarantine CSVs, then the batch exports of partitions split into shards (the shard of
+    a whole partition builds them), a few partitions at once (a first run has a million
+    checkpoints; holding all their exports at once would cost gigabytes)."""
     files = [
         OutputFile(
             JWKS_PATH,
@@ -376,7 +380,17 @@ def _flow_files(
         landed = set(query_frame(con, "select_runs_with_landing")["run_id"].to_list())
     files += [quarantine_file(con, run_id) for run_id in scope.runs if run_id in landed]
     yield files
-    partitions = scope.checkpointed.select(PARTITION).unique().sort(PARTITION)
+    built = pl.DataFrame(
+        [(w.tenant_id, w.environment, w.period) for w in work if w.batch_exports],
+        schema=dict.fromkeys(PARTITION, pl.String),
+        orient="row",
+    )
+    partitions = (
+        scope.checkpointed.select(PARTITION)
+        .unique()
+        .join(built, on=PARTITION, how="anti")
+        .sort(PARTITION)
+    )
     for group in partitions.iter_slices(BATCH_PARTITIONS):
         yield batch_checkpoint_files(load_batch_checkpoints(con, group))
 

@@ -23,7 +23,13 @@ import pytest
 
 from flows.errors import StorageError
 from flows.fingerprints import Customer
-from flows.outputs import batch_checkpoint_files
+from flows.outputs import (
+    ShardWork,
+    batch_checkpoint_files,
+    build_shard,
+    load_batch_checkpoints,
+    load_shard,
+)
 from flows.packages import build_package
 from flows.publish import LATEST, read_latest
 from flows.receipts import build_receipt
@@ -583,6 +589,56 @@ def test_a_permanent_storage_error_fails_the_run_clearly(ledger: Ledger, s3_buck
         ledger.run(as_of=AS_OF)
     assert "no-such-bucket-here" in failure.value.message
     assert ledger.rows("SELECT count(*) FROM runs WHERE published_at IS NOT NULL") == [(0,)]
+
+
+def test_batch_exports_are_the_same_from_a_whole_partition_or_the_flow(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shard that holds a whole partition builds its batch exports from the checkpoints it
+    loaded for the feed; a partition split into shards has them built by the flow. Both give
+    the same bytes."""
+    root = ledger.settings.data_dir / "output"
+    ledger.settings = ledger.settings.with_overrides(output=str(root))
+    ledger.land_csv("2026-05-01.csv", *FIRST)
+    monkeypatch.setattr("flows.publish.SHARD_DELTAS", 1)  # a shard per delta: both ways occur
+    report = ledger.run(as_of=AS_OF)
+
+    con = connect(ledger.settings.warehouse, read_only=True)
+    try:
+        partitions = pl.DataFrame(
+            con.execute(
+                "SELECT DISTINCT tenant_id, environment, period FROM checkpoints ORDER BY ALL"
+            ).fetchall(),
+            schema=["tenant_id", "environment", "period"],
+            orient="row",
+        )
+        by_flow = {
+            f.path: f.data for f in batch_checkpoint_files(load_batch_checkpoints(con, partitions))
+        }
+        by_shard = {}
+        for tenant, environment, period in partitions.rows():
+            work = ShardWork(
+                tenant,
+                environment,
+                period,
+                0,
+                1,
+                frozenset({"checkpoints"}),
+                frozenset(),
+                frozenset(),
+            )
+            files = build_shard(load_shard(con, work), "p")
+            by_shard |= {f.path: f.data for f in files if f.kind == "fixed"}
+        split = con.execute(
+            "SELECT count(*) FROM deltas WHERE status = 'verified' "
+            "GROUP BY tenant_id, environment, period HAVING count(*) > 1"
+        ).fetchall()
+    finally:
+        con.close()
+    assert split and report.publication.shards > partitions.height
+    assert by_shard == by_flow and len(by_flow) == 2 * partitions.height
+    for path, data in by_flow.items():
+        assert (root / path).read_bytes() == data, path
 
 
 def test_batch_export_json_is_the_document_of_its_rows() -> None:
