@@ -618,14 +618,14 @@ def test_batch_exports_are_the_same_from_a_whole_partition_or_the_flow(
         by_shard = {}
         for tenant, environment, period in partitions.rows():
             work = ShardWork(
-                tenant,
-                environment,
-                period,
-                0,
-                1,
-                frozenset({"checkpoints"}),
-                frozenset(),
-                frozenset(),
+                tenant_id=tenant,
+                environment=environment,
+                period=period,
+                shard=0,
+                shards=1,
+                tables=frozenset({"checkpoints"}),
+                activity=frozenset(),
+                receipts=frozenset(),
             )
             files = build_shard(load_shard(con, work), "p")
             by_shard |= {f.path: f.data for f in files if f.kind == "fixed"}
