@@ -28,6 +28,7 @@ from transforms.checkpoints import KEY, checkpoint_versions
 from transforms.leaves import leaf_text
 from transforms.period_roots import (
     consistency_proof_hashes,
+    extended_trees,
     hash_rows,
     leaf_hashes,
     period_roots,
@@ -137,15 +138,33 @@ def _checkpoint_pass(
 
     grown = candidates.filter(
         (pl.col("tree_size") > 0) & pl.col("tree_size").ne_missing(pl.col("latest_tree_size"))
-    ).select(KEY)
-    hashes = tree_leaf_hashes(con, grown)
-    roots = period_roots(hashes.lazy())
-    summary.trees_hashed += roots.height
-    summary.leaves_hashed += hashes.height
+    )
+    # A tree that grew from a version whose compact range is kept hashes only its new leaves;
+    # the others (new trees, versions from before compact ranges were kept) are built whole.
+    from_range = grown.filter(
+        pl.col("latest_compact_range").is_not_null()
+        & (pl.col("latest_tree_size") > 0)
+        & (pl.col("latest_tree_size") < pl.col("tree_size"))
+    )
+    whole = grown.join(from_range, on=KEY, how="anti").select(KEY)
+    hashes = tree_leaf_hashes(con, whole)
+    roots = period_roots(hashes.lazy(), compact_ranges=True)
+    added = tree_leaf_hashes(con, from_range.select(*KEY, from_index="latest_tree_size"))
+    extended = extended_trees(
+        from_range.select(*KEY, "latest_tree_size", "tree_size", "latest_compact_range"), added
+    )
+    summary.trees_hashed += roots.height + extended.height
+    summary.leaves_hashed += hashes.height + added.height
 
+    built = pl.concat(
+        [
+            roots.select(*KEY, "root", "compact_range"),
+            extended.select(*KEY, "root", "compact_range"),
+        ]
+    )
     decided = checkpoint_versions(
         candidates.join(
-            roots.select(*KEY, root=pl.col("root").bin.encode("hex")), on=KEY, how="left"
+            built.select(*KEY, root=pl.col("root").bin.encode("hex")), on=KEY, how="left"
         )
     )
     new = decided.filter(pl.col("is_new"))
@@ -153,7 +172,19 @@ def _checkpoint_pass(
     summary.first_versions += new.filter(pl.col("version") == 1).height
     if new.is_empty():
         return None
-    proofs = consistency_proofs(new, hashes)
+    # A version whose tree did not grow keeps its tree's compact range.
+    ranges = candidates.select(*KEY, kept="latest_compact_range").join(
+        built.select(*KEY, "compact_range"), on=KEY, how="left"
+    )
+    new = new.join(
+        ranges.select(*KEY, compact_range=pl.coalesce("compact_range", "kept")), on=KEY, how="left"
+    )
+    proofs = pl.concat(
+        [
+            consistency_proofs(new.join(extended, on=KEY, how="anti"), hashes),
+            extended.select(*KEY, consistency_proof=proof_json(pl.col("consistency_proof"))),
+        ]
+    )
     signatures = signer.submit(key, new["checkpoint_id"].to_list(), new["fingerprint"].to_list())
     return SignedPass(new, proofs, signatures)
 
@@ -170,6 +201,7 @@ def _store_pass(
     )
     with transaction(con), staged(con, staged_checkpoints=rows):
         execute(con, "insert_checkpoints")
+        execute(con, "insert_compact_ranges")
 
 
 def passes(customers: pl.DataFrame, max_customers: int, max_leaves: int) -> Iterator[pl.DataFrame]:
@@ -199,7 +231,8 @@ def stale_customers(
 
 
 def tree_leaf_hashes(con: duckdb.DuckDBPyConnection, trees: pl.DataFrame) -> pl.DataFrame:
-    """KEY, `leaf_index`, `leaf_hash` of every leaf of `trees`, sorted by tree and index."""
+    """KEY, `leaf_index`, `leaf_hash` of every leaf of `trees` (from its `from_index` on, if
+    `trees` has one), sorted by tree and index."""
     if trees.is_empty():
         return pl.DataFrame(
             schema={**{c: pl.String for c in KEY}, "leaf_index": pl.Int64, "leaf_hash": pl.Binary}
@@ -229,8 +262,17 @@ def consistency_proofs(new: pl.DataFrame, hashes: pl.DataFrame) -> pl.DataFrame:
         proofs = consistency_proof_hashes(hash_rows(hashes["leaf_hash"]), trees)
         for key, proof in zip(runs.select(KEY).iter_rows(), proofs, strict=True):
             rows.append((*key, json.dumps([h.hex() for h in proof])))
+    if len(rows) != superseding.height:
+        raise RuntimeError("a grown tree's leaves were not all given")
     schema = {**{c: pl.String for c in KEY}, "consistency_proof": pl.String}
     return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def proof_json(proof: pl.Expr) -> pl.Expr:
+    """A list of 32-byte hashes as the stored consistency proof: a JSON array of hex, as
+    `json.dumps` writes it."""
+    hexes = proof.list.eval(pl.concat_str(pl.lit('"'), pl.element().bin.encode("hex"), pl.lit('"')))
+    return pl.concat_str(pl.lit("["), hexes.list.join(", "), pl.lit("]"))
 
 
 def ensure_checkpoint(

@@ -38,9 +38,16 @@ class Customer:
 
 
 def tree_leaves(con: duckdb.DuckDBPyConnection, trees: pl.DataFrame) -> pl.DataFrame:
-    """The verified deltas of `trees` (tenant, environment, customer, period), sorted by tree
-    and leaf index, with `occurred_at_utc` as a UTC instant: what `leaf_text` reads."""
-    numbered = trees.select(TREE).unique().sort(TREE).with_row_index("tree_no")
+    """The verified deltas of `trees` (tenant, environment, customer, period, and optionally
+    `from_index`: only the leaves from there on), sorted by tree and leaf index, with
+    `occurred_at_utc` as a UTC instant: what `leaf_text` reads."""
+    start = pl.col("from_index") if "from_index" in trees.columns else pl.lit(0)
+    numbered = (
+        trees.select(*TREE, from_index=start.cast(pl.Int64))
+        .unique(TREE)
+        .sort(TREE)
+        .with_row_index("tree_no")
+    )
     with staged(con, staged_trees=numbered):
         leaves = query_frame(con, "select_tree_leaves")
     return (

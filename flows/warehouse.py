@@ -28,6 +28,7 @@ SCHEMA = (
     "create_quarantine",
     "create_customer_periods",
     "create_checkpoints",
+    "create_compact_ranges",
     "create_latest_checkpoints",
     "create_published_files",
 )

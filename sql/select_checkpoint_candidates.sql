@@ -1,7 +1,8 @@
 -- Every period up to $max_period of the staged customers (staged_customers), with its summary
--- and its latest checkpoint if any: the input of a checkpointing pass. The staged customers'
--- checkpoints are picked before the window (not through the latest_checkpoints view), so a
--- pass reads its own customers' checkpoints, not every checkpoint ever made.
+-- and its latest checkpoint if any (and that version's compact range, when it was kept): the
+-- input of a checkpointing pass. The staged customers' checkpoints are picked before the window
+-- (not through the latest_checkpoints view), so a pass reads its own customers' checkpoints,
+-- not every checkpoint ever made.
 WITH latest AS (
     SELECT
         c.tenant_id, c.environment, c.customer_id, c.period, c.version, c.fingerprint,
@@ -26,12 +27,15 @@ SELECT
     c.opening_balance AS latest_opening_balance,
     c.credits AS latest_credits,
     c.debits AS latest_debits,
-    c.previous AS latest_previous
+    c.previous AS latest_previous,
+    r.compact_range AS latest_compact_range
 FROM customer_periods AS p
 SEMI JOIN staged_customers AS s
     ON p.tenant_id = s.tenant_id AND p.environment = s.environment
     AND p.customer_id = s.customer_id
 LEFT JOIN latest AS c
     USING (tenant_id, environment, customer_id, period)
+LEFT JOIN compact_ranges AS r
+    ON r.fingerprint = c.fingerprint
 WHERE p.period <= $max_period
 ORDER BY p.tenant_id, p.environment, p.customer_id, p.period;

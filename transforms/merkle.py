@@ -103,6 +103,65 @@ def _subproof(m: int, start: int, end: int, complete: bool) -> list[tuple[int, i
     return [*_subproof(m - k, start + k, end, False), (start, start + k)]
 
 
+# --- compact ranges -----------------------------------------------------------------------
+# The compact range of a tree of n leaves is the roots of the perfect subtrees its leaves fall
+# into, largest first: one per set bit of n. It is all a tree needs to grow: appending leaves,
+# the root, and a consistency proof from n to any larger size (every range of `proof_ranges(n,
+# ...)` before n is one of these subtrees; the rest lie wholly in the new leaves). So a new
+# version of a checkpoint hashes only the leaves it adds.
+
+
+def compact_range_spans(size: int) -> list[tuple[int, int]]:
+    """The leaf ranges [a, b) of the compact range of a tree of `size` leaves, largest first."""
+    spans, start = [], 0
+    for bit in reversed(range(size.bit_length())):
+        if size >> bit & 1:
+            spans.append((start, start + (1 << bit)))
+            start += 1 << bit
+    return spans
+
+
+def extend_compact_range(nodes: Sequence[bytes], size: int, hashes: Sequence[bytes]) -> list[bytes]:
+    """The compact range of a tree of `size` leaves (`nodes`) after appending leaf `hashes`."""
+    if len(nodes) != size.bit_count():
+        raise ValueError(f"a compact range of {len(nodes)} nodes for a tree of {size}")
+    grown = list(nodes)
+    for index, node in enumerate(hashes, start=size):
+        while index & 1:  # each trailing one of the index closes a perfect subtree
+            node = node_hash(grown.pop(), node)
+            index >>= 1
+        grown.append(node)
+    return grown
+
+
+def compact_range_root(nodes: Sequence[bytes]) -> bytes:
+    """MTH of the tree whose compact range is `nodes` (RFC 6962 splits off the largest perfect
+    subtree on the left, so the root folds the range from the right)."""
+    if not nodes:
+        return EMPTY_ROOT
+    root = nodes[-1]
+    for node in reversed(nodes[:-1]):
+        root = node_hash(node, root)
+    return root
+
+
+def consistency_proof_from_range(
+    old_size: int, nodes: Sequence[bytes], hashes: Sequence[bytes]
+) -> list[bytes]:
+    """PROOF(m, D[n]) from the compact range of the first m leaves (`nodes`) and the hashes of
+    the n - m leaves after them: no leaf before m is needed."""
+    known = dict(zip(compact_range_spans(old_size), nodes, strict=True))
+    proof = []
+    for a, b in proof_ranges(old_size, old_size + len(hashes)):
+        if b <= old_size:
+            proof.append(known[(a, b)])
+        elif a >= old_size:
+            proof.append(root_from_hashes(hashes[a - old_size : b - old_size]))
+        else:  # pragma: no cover - RFC 6962's proofs never straddle the old size
+            raise AssertionError(f"a proof range {a}-{b} straddles the old size {old_size}")
+    return proof
+
+
 def _check_hashes(*values: bytes) -> None:
     for value in values:
         if len(value) != HASH_SIZE:

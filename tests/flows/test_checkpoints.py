@@ -497,3 +497,57 @@ def test_verify_names_what_failed_in_a_batch_export(ledger: Ledger, tmp_path, ta
             "signature": ["signature"],
         }[tamper]
     )
+
+
+def test_grown_trees_hash_only_their_new_leaves_and_match_a_whole_rebuild(
+    ledger: Ledger,
+) -> None:
+    """A tree that grew from a version with a kept compact range hashes its new leaves alone;
+    its root, consistency proof and compact range are those of the whole tree. A version
+    without one (a warehouse from before compact ranges were kept) is rebuilt whole, and its
+    next version extends again."""
+    from flows.fingerprints import Customer, customer_leaf_hashes
+    from transforms import merkle
+
+    dan = Customer("acme", "production", "dan")
+    sizes = [5, 12, 13, 16, 16 + 17]  # across powers of two, and a jump by more than doubling
+    landed = 0
+    for run, size in enumerate(sizes):
+        ledger.land_csv(
+            f"2026-04-{run + 1:02d}.csv",
+            *(
+                csv_row(f"d{n}", customer="dan", occurred_at=f"2026-03-{n % 28 + 1:02d}T00:00:00Z")
+                for n in range(landed, size)
+            ),
+        )
+        if run == 3:  # as if versions so far had been made before compact ranges were kept
+            con = connect(ledger.settings.warehouse)
+            con.execute("DELETE FROM compact_ranges").fetchall()
+            con.close()
+        report = ledger.run(as_of=date(2026, 4, 2))
+        hashed = report.checkpoints.leaves_hashed
+        assert hashed == (size if run in (0, 3) else size - landed), (run, hashed)
+        landed = size
+
+    con = connect(ledger.settings.warehouse, read_only=True)
+    try:
+        hashes = customer_leaf_hashes(con, dan)["2026-03"]
+        versions = con.execute(
+            "SELECT c.version, c.tree_size, c.root, c.consistency_proof, r.compact_range "
+            "FROM checkpoints c LEFT JOIN compact_ranges r USING (fingerprint) "
+            "WHERE c.customer_id = 'dan' ORDER BY c.version"
+        ).fetchall()
+    finally:
+        con.close()
+    assert [v[1] for v in versions] == sizes
+    old_size = 0
+    for version, size, root, proof, compact_range in versions:
+        tree = hashes[:size]
+        assert root == merkle.root_from_hashes(tree).hex(), version
+        if old_size:  # the stored text, byte for byte, whichever way it was made
+            expected = merkle.consistency_proof(old_size, tree)
+            assert proof == json.dumps([h.hex() for h in expected]), version
+        spans = merkle.compact_range_spans(size)
+        kept = b"".join(merkle.root_from_hashes(tree[a:b]) for a, b in spans)
+        assert compact_range == (None if version <= 3 else kept), version
+        old_size = size

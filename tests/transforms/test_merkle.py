@@ -247,3 +247,99 @@ def test_consistency_proofs_of_many_trees_at_once_equal_one_by_one() -> None:
     got = consistency_proof_hashes(rows, [(m, start, n) for m, start, n, _ in trees])
     assert got == [merkle.consistency_proof(m, tree) for m, _, n, tree in trees]
     assert consistency_proof_hashes(rows, []) == []
+
+
+def test_a_compact_range_grows_roots_and_proves_as_the_whole_tree_does() -> None:
+    # Every (m, n) up to 70 leaves: the range of m extended by leaves m..n-1 is the range of n,
+    # folds to MTH(D[n]), and proves PROOF(m, D[n]) without the leaves before m.
+    hashes = [merkle.leaf_hash(str(i).encode()) for i in range(70)]
+    for n in range(71):
+        tree = hashes[:n]
+        spans = merkle.compact_range_spans(n)
+        assert [b - a for a, b in spans] == sorted(
+            (1 << i for i in range(8) if n >> i & 1), reverse=True
+        )
+        nodes = [merkle.root_from_hashes(tree[a:b]) for a, b in spans]
+        assert merkle.compact_range_root(nodes) == merkle.root_from_hashes(tree)
+        assert merkle.extend_compact_range([], 0, tree) == nodes
+        for m in range(1, n + 1):
+            old = [merkle.root_from_hashes(tree[a:b]) for a, b in merkle.compact_range_spans(m)]
+            assert merkle.extend_compact_range(old, m, tree[m:]) == nodes
+            assert merkle.consistency_proof_from_range(m, old, tree[m:]) == (
+                merkle.consistency_proof(m, tree)
+            )
+    with pytest.raises(ValueError, match="compact range"):
+        merkle.extend_compact_range(hashes[:1], 3, hashes[3:4])
+
+
+def test_period_roots_take_every_trees_compact_range_from_its_levels(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import polars as pl
+
+    from transforms.period_roots import extended_trees, period_roots
+
+    monkeypatch.setattr("transforms.period_roots.PAIRS_PER_CALL", 3)  # levels in many slices
+    sizes = [1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 31, 33, 64, 100, 129, 130]
+    trees = {
+        f"c{t:03d}": [merkle.leaf_hash(f"{t}/{i}".encode()) for i in range(n)]
+        for t, n in enumerate(sizes)
+    }
+    leaves = pl.DataFrame(
+        [("t", "e", c, "2026-01", i, h) for c, tree in trees.items() for i, h in enumerate(tree)],
+        schema=["tenant_id", "environment", "customer_id", "period", "leaf_index", "leaf_hash"],
+        orient="row",
+    )
+    whole = period_roots(leaves.lazy(), compact_ranges=True)
+    for customer, root, compact_range in whole.select(
+        "customer_id", "root", "compact_range"
+    ).iter_rows():
+        tree = trees[customer]
+        assert root == merkle.root_from_hashes(tree)
+        spans = merkle.compact_range_spans(len(tree))
+        assert compact_range == b"".join(merkle.root_from_hashes(tree[a:b]) for a, b in spans)
+
+    # The same trees grown from their first half (at least one leaf) by the rest alone.
+    halves = {c: max(1, len(tree) // 2) for c, tree in trees.items() if len(tree) > 1}
+    first = period_roots(
+        leaves.filter(
+            pl.col("leaf_index") < pl.col("customer_id").replace_strict(halves, default=0)
+        ).lazy(),
+        compact_ranges=True,
+    )
+    grown = extended_trees(
+        first.select(
+            "tenant_id",
+            "environment",
+            "customer_id",
+            "period",
+            latest_tree_size=pl.col("tree_size").cast(pl.Int64),
+            tree_size=pl.col("customer_id").replace_strict({c: len(t) for c, t in trees.items()}),
+            latest_compact_range="compact_range",
+        ),
+        leaves.filter(
+            pl.col("leaf_index") >= pl.col("customer_id").replace_strict(halves, default=1 << 30)
+        ),
+    )
+    assert grown.select("customer_id", "root", "compact_range").rows() == (
+        whole.filter(pl.col("customer_id").is_in(list(halves)))
+        .select("customer_id", "root", "compact_range")
+        .rows()
+    )
+    assert grown["consistency_proof"].to_list() == [
+        merkle.consistency_proof(halves[c], trees[c]) for c in grown["customer_id"]
+    ]
+    # New leaves that do not continue the last version are refused, not hashed into a tree.
+    with pytest.raises(ValueError, match="not indices"):
+        extended_trees(
+            first.head(1).select(
+                "tenant_id",
+                "environment",
+                "customer_id",
+                "period",
+                latest_tree_size=pl.col("tree_size").cast(pl.Int64) + 1,
+                tree_size=pl.lit(len(trees["c001"])),
+                latest_compact_range="compact_range",
+            ),
+            leaves.filter((pl.col("customer_id") == "c001") & (pl.col("leaf_index") >= 1)),
+        )
