@@ -59,7 +59,7 @@ async def create_checkpoint(
     cursor = reader.cursor()
     try:
         require_customer(cursor, scope.tenant_id, scope.environment, customer_id)
-        due = customer_id in stale_customers(cursor, period, who)["customer_id"].to_list()
+        due = not stale_customers(cursor, period, who.frame()).is_empty()
         latest = None if due else _latest(cursor, who, period)
     finally:
         cursor.close()

@@ -4,6 +4,12 @@ Only customers with a stale period are recomputed (a missing checkpoint, a grown
 balances, or a `previous` that no longer names the latest checkpoint before it), and of those
 only the trees that grew are hashed again: leaves only append, so a tree of the same size has
 the same root. Everything else is read back from the latest versions.
+
+A nightly stage looks only at the customers that can be stale (`select_due_customers`): those
+whose summaries were rewritten since the last complete stage (marked in `checkpoint_due` in the
+same transaction), and those with a period above the one that stage reached
+(`checkpoint_coverage`). A day's run then costs in proportion to the customers it touched,
+not to every customer's history.
 """
 
 from __future__ import annotations
@@ -86,9 +92,15 @@ def checkpoint_customers(
     (default `CUSTOMERS_PER_PASS`) and, when `customers` has a `leaves` column, about
     `LEAVES_PER_PASS` leaves; each pass is its own transaction (a customer's chain never spans
     passes). Idempotent: a second call makes nothing.
+
+    The nightly stage (no `customers`) then records how far it reached. Customers given (the
+    API, backfills) need no mark for the next one: a version is new only for a stale period,
+    so the customer was due already, or the period and the later ones it re-links lie above
+    the last complete stage's reach, where the next stage looks anyway.
     """
+    nightly = customers is None
     if customers is None:
-        customers = stale_customers(con, max_period)
+        customers = stale_customers(con, max_period, due_customers(con, max_period))
     summary = CheckpointSummary(customers=customers.height)
     with SigningPool() as signer:
         # One pass is signed by the pool's processes while the next reads and hashes its trees,
@@ -103,6 +115,14 @@ def checkpoint_customers(
             signing = ready
         if signing is not None:
             _store_pass(con, signing, run_id, key)
+    if nightly:
+        with transaction(con):
+            execute(con, "delete_checkpoint_due")
+            execute(
+                con,
+                "insert_checkpoint_coverage",
+                {"max_period": max_period, "run_id": run_id, "covered_at": clock.now_naive()},
+            )
     if summary.new_versions:
         log.info(
             "checkpoints: %d new versions (%d first) for %d customers",
@@ -209,17 +229,25 @@ def passes(customers: pl.DataFrame, max_customers: int, max_leaves: int) -> Iter
         yield chosen.drop("_pass")
 
 
+def due_customers(con: duckdb.DuckDBPyConnection, max_period: str) -> pl.DataFrame:
+    """The customers that can be stale up to `max_period` (all of them until a nightly stage
+    has completed)."""
+    return query_frame(con, "select_due_customers", {"max_period": max_period})
+
+
 def stale_customers(
-    con: duckdb.DuckDBPyConnection, max_period: str, customer: Customer | None = None
+    con: duckdb.DuckDBPyConnection, max_period: str, customers: pl.DataFrame
 ) -> pl.DataFrame:
-    """Customers (or just `customer`) with a period up to `max_period` that needs a version."""
-    who = (
-        customer.params()
-        if customer
-        else {"tenant_id": None, "environment": None, "customer_id": None}
-    )
-    who.pop("period", None)
-    return query_frame(con, "select_stale_customers", {"max_period": max_period, **who})
+    """Of `customers` (tenant_id, environment, customer_id), those with a period up to
+    `max_period` that needs a version, and the leaves of their grown trees (`leaves`)."""
+    with staged(con, staged_customers=customers.select(CUSTOMER)):
+        return query_frame(con, "select_stale_customers", {"max_period": max_period})
+
+
+def mark_checkpoints_due(con: duckdb.DuckDBPyConnection, customers: pl.DataFrame) -> None:
+    """Have the next nightly stage look at `customers` (tenant_id, environment, customer_id)."""
+    with staged(con, staged_due=customers.select(CUSTOMER)):
+        execute(con, "insert_checkpoint_due")
 
 
 def tree_leaf_hashes(con: duckdb.DuckDBPyConnection, trees: pl.DataFrame) -> pl.DataFrame:
@@ -316,21 +344,12 @@ def ensure_checkpoint(
                     details={"period": period},
                 )
             start_run(con, run_id, "api", today)
-            who = pl.DataFrame(
-                [
-                    {
-                        "tenant_id": customer.tenant_id,
-                        "environment": customer.environment,
-                        "customer_id": customer.customer_id,
-                    }
-                ]
-            )
             made = checkpoint_customers(
                 con,
                 run_id=run_id,
                 max_period=period,
                 key=active_signing_key(settings),
-                customers=who,
+                customers=customer.frame(),
             )
             finish_run(
                 con,

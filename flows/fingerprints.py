@@ -36,6 +36,18 @@ class Customer:
             "period": period,
         }
 
+    def frame(self) -> pl.DataFrame:
+        """The customer as a one-row frame of tenant_id, environment and customer_id."""
+        return pl.DataFrame(
+            [
+                {
+                    "tenant_id": self.tenant_id,
+                    "environment": self.environment,
+                    "customer_id": self.customer_id,
+                }
+            ]
+        )
+
 
 def tree_leaves(con: duckdb.DuckDBPyConnection, trees: pl.DataFrame) -> pl.DataFrame:
     """The verified deltas of `trees` (tenant, environment, customer, period, and optionally

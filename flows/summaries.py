@@ -5,6 +5,7 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
+from flows.checkpoints import mark_checkpoints_due
 from flows.warehouse import execute, query_frame, staged, transaction
 from transforms.summaries import customer_periods
 
@@ -19,7 +20,8 @@ def refresh_customer_periods(
     recomputed from the earliest period the runs touched (`from_period`) on, carrying in the
     closing balance of the period before; the periods before keep their summaries, so a day's
     run reads that day's customers' latest months rather than their whole history. `customers`
-    without `from_period` are recomputed whole. Returns the number of summary rows written.
+    without `from_period` are recomputed whole. The customers are marked due for the next
+    checkpoint stage in the same transaction. Returns the number of summary rows written.
     """
     if customers is None:
         customers = query_frame(con, "select_run_customers", {"run_id": run_id})
@@ -41,4 +43,5 @@ def refresh_customer_periods(
     ):
         execute(con, "delete_customer_periods")
         execute(con, "insert_customer_periods")
+        mark_checkpoints_due(con, customers)
     return summaries.height

@@ -29,6 +29,8 @@ SCHEMA = (
     "create_customer_periods",
     "create_checkpoints",
     "create_compact_ranges",
+    "create_checkpoint_due",
+    "create_checkpoint_coverage",
     "create_latest_checkpoints",
     "create_published_files",
 )

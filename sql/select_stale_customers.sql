@@ -1,8 +1,20 @@
--- Customers (all, or the one named by $tenant_id, $environment, $customer_id) with at least one
--- period up to $max_period whose latest checkpoint is missing or no
--- longer matches: its tree grew, its balances moved, or the checkpoint of the period before it
--- has a newer version than the one it names. Only these customers are recomputed.
-WITH eligible AS (
+-- Of the staged customers (staged_customers), those with at least one period up to
+-- $max_period whose latest checkpoint is missing or no longer matches: its tree grew, its
+-- balances moved, or the checkpoint of the period before it has a newer version than the one
+-- it names. Only these customers are recomputed.
+WITH latest AS (
+    -- The staged customers' latest versions only: the `latest_checkpoints` window over every
+    -- customer's versions was most of this query when a day's run staged a tenth of them.
+    SELECT c.*
+    FROM checkpoints AS c
+    SEMI JOIN staged_customers AS s
+        ON c.tenant_id = s.tenant_id AND c.environment = s.environment
+        AND c.customer_id = s.customer_id
+    QUALIFY c.version = max(c.version) OVER (
+        PARTITION BY c.tenant_id, c.environment, c.customer_id, c.period
+    )
+),
+eligible AS (
     SELECT
         p.tenant_id, p.environment, p.customer_id, p.period, p.deltas_verified,
         p.opening_balance, p.credits, p.debits,
@@ -12,12 +24,13 @@ WITH eligible AS (
             PARTITION BY p.tenant_id, p.environment, p.customer_id ORDER BY p.period
         ) AS expected_previous
     FROM customer_periods AS p
-    LEFT JOIN latest_checkpoints AS c
-        USING (tenant_id, environment, customer_id, period)
+    SEMI JOIN staged_customers AS s
+        ON p.tenant_id = s.tenant_id AND p.environment = s.environment
+        AND p.customer_id = s.customer_id
+    LEFT JOIN latest AS c
+        ON p.tenant_id = c.tenant_id AND p.environment = c.environment
+        AND p.customer_id = c.customer_id AND p.period = c.period
     WHERE p.period <= $max_period
-      AND ($tenant_id IS NULL OR p.tenant_id = $tenant_id)
-      AND ($environment IS NULL OR p.environment = $environment)
-      AND ($customer_id IS NULL OR p.customer_id = $customer_id)
 )
 -- With the leaves a checkpoint pass hashes and holds for it (`leaves`): those of its periods
 -- whose tree grew; a period whose balances or chain alone moved keeps its root. In customer

@@ -17,7 +17,7 @@ import pytest
 import rfc8785
 from typer.testing import CliRunner
 
-from flows.checkpoints import passes, stale_customers
+from flows.checkpoints import due_customers, passes, stale_customers
 from flows.cli import app
 from flows.config import Settings
 from flows.fingerprints import tree_leaves
@@ -280,7 +280,7 @@ def test_a_pass_counts_the_leaves_of_grown_trees_only(ledger: Ledger) -> None:
     ledger.ingest()
     con = connect(ledger.settings.warehouse)
     try:
-        stale = stale_customers(con, "2026-04")
+        stale = stale_customers(con, "2026-04", due_customers(con, "2026-04"))
     finally:
         con.close()
     # alice: March is new (a5) and holds one leaf; January and February (two each) did not
