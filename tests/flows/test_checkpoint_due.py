@@ -37,12 +37,39 @@ def assert_due_covers_stale(ledger: Ledger) -> None:
         assert due == full, max_period
 
 
+def stale_names(ledger: Ledger, max_period: str) -> list[str]:
+    """The stale customers up to `max_period`, found the same among the due ones and all."""
+    due, full = stale_of_due_and_of_all(ledger, max_period)
+    assert due == full
+    return [customer for _, _, customer, _ in due]
+
+
+def checkpoint_alone(ledger: Ledger, customer: str, period: str, today: date) -> dict:
+    """What the API's POST checkpoint does: one customer's pass up to `period`."""
+    latest, _ = ensure_checkpoint(
+        ledger.settings,
+        Customer("acme", "production", customer),
+        period,
+        today=today,
+        wait_seconds=0,
+    )
+    return latest
+
+
 def due_now(ledger: Ledger, max_period: str) -> list[str]:
     con = connect(ledger.settings.warehouse, read_only=True)
     try:
         return sorted(due_customers(con, max_period)["customer_id"].to_list())
     finally:
         con.close()
+
+
+def land(ledger: Ledger, day: str, *rows: tuple[str, str, str, str]) -> None:
+    """A landing file of verified deltas: (delta, customer, amount, occurred_at) each."""
+    ledger.land_csv(
+        f"{day}.csv",
+        *(csv_row(d, customer=c, amount=a, occurred_at=at) for d, c, a, at in rows),
+    )
 
 
 def history(ledger: Ledger) -> None:
@@ -68,20 +95,17 @@ def test_a_day_looks_at_the_customers_it_touched_and_finds_every_stale_one(
     assert_due_covers_stale(ledger)
 
     # Late data: a new earliest period (alice), a status moved forward (bob), a new customer.
-    ledger.land_csv(
-        "2026-04-02.csv",
-        csv_row("a0", customer="alice", amount="1", occurred_at="2025-12-31T23:00:00Z"),
-        csv_row("b1", customer="bob", amount="5", occurred_at="2026-02-02T00:00:00Z"),
-        csv_row("d1", customer="dave", amount="3", occurred_at="2026-01-09T00:00:00Z"),
+    land(
+        ledger,
+        "2026-04-02",
+        ("a0", "alice", "1", "2025-12-31T23:00:00Z"),
+        ("b1", "bob", "5", "2026-02-02T00:00:00Z"),
+        ("d1", "dave", "3", "2026-01-09T00:00:00Z"),
     )
     ledger.ingest()
     assert due_now(ledger, "2026-03") == ["alice", "bob", "dave"]
     assert_due_covers_stale(ledger)
-    assert [r[2] for r in stale_of_due_and_of_all(ledger, "2026-03")[0]] == [
-        "alice",
-        "bob",
-        "dave",
-    ]
+    assert stale_names(ledger, "2026-03") == ["alice", "bob", "dave"]
 
     report = ledger.run(as_of=date(2026, 4, 3))
     assert report.checkpoints.customers == 3
@@ -92,34 +116,21 @@ def test_a_day_looks_at_the_customers_it_touched_and_finds_every_stale_one(
 
 def test_an_earlier_as_of_and_the_open_period_are_looked_at_again(ledger: Ledger) -> None:
     history(ledger)
-    ledger.land_csv(
-        "2026-04-10.csv",
-        csv_row("c2", customer="carol", amount="4", occurred_at="2026-04-09T00:00:00Z"),
-    )
+    land(ledger, "2026-04-10", ("c2", "carol", "4", "2026-04-09T00:00:00Z"))
     ledger.run(as_of=date(2026, 4, 15), include_open_period=True)  # reaches April
     assert stale_of_due_and_of_all(ledger, "2026-04") == ([], [])
 
     # More April data, then a run that reaches March only: it empties the marks, and April,
     # now stale, lies above its reach.
-    ledger.land_csv(
-        "2026-04-16.csv",
-        csv_row("c3", customer="carol", amount="6", occurred_at="2026-04-16T00:00:00Z"),
-    )
+    land(ledger, "2026-04-16", ("c3", "carol", "6", "2026-04-16T00:00:00Z"))
     ledger.run(as_of=date(2026, 4, 20))
     assert due_now(ledger, "2026-03") == []
     assert due_now(ledger, "2026-04") == ["carol"]
     assert_due_covers_stale(ledger)
-    assert [r[2] for r in stale_of_due_and_of_all(ledger, "2026-04")[0]] == ["carol"]
+    assert stale_names(ledger, "2026-04") == ["carol"]
 
     # The API checkpoints the open period for carol alone; then April closes.
-    latest, created = ensure_checkpoint(
-        ledger.settings,
-        Customer("acme", "production", "carol"),
-        "2026-04",
-        today=date(2026, 4, 21),
-        wait_seconds=0,
-    )
-    assert created and latest["version"] == 2
+    assert checkpoint_alone(ledger, "carol", "2026-04", date(2026, 4, 21))["version"] == 2
     assert_due_covers_stale(ledger)
     ledger.run(as_of=date(2026, 5, 2))
     assert stale_of_due_and_of_all(ledger, "2026-04") == ([], [])
@@ -129,20 +140,11 @@ def test_an_earlier_as_of_and_the_open_period_are_looked_at_again(ledger: Ledger
 def test_a_checkpoint_for_one_customer_leaves_the_next_stage_exact(ledger: Ledger) -> None:
     """A version made through the API for an early period re-links later ones."""
     history(ledger)
-    ledger.land_csv(
-        "2026-04-02.csv",
-        csv_row("a3", customer="alice", amount="2", occurred_at="2026-02-14T00:00:00Z"),
-    )
+    land(ledger, "2026-04-02", ("a3", "alice", "2", "2026-02-14T00:00:00Z"))
     ledger.ingest()
-    ensure_checkpoint(
-        ledger.settings,
-        Customer("acme", "production", "alice"),
-        "2026-02",
-        today=date(2026, 4, 2),
-        wait_seconds=0,
-    )
-    # February is checkpointed; March still names January as its `previous`.
-    assert [r[2] for r in stale_of_due_and_of_all(ledger, "2026-03")[0]] == ["alice"]
+    assert checkpoint_alone(ledger, "alice", "2026-02", date(2026, 4, 2))["version"] == 1
+    # February, new, is checkpointed; March still names January as its `previous`.
+    assert stale_names(ledger, "2026-03") == ["alice"]
     assert_due_covers_stale(ledger)
     ledger.run(as_of=date(2026, 4, 3))
     assert stale_of_due_and_of_all(ledger, "2026-03") == ([], [])
@@ -152,11 +154,10 @@ def test_a_stage_that_fails_keeps_its_customers_due(
     ledger: Ledger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     history(ledger)
-    ledger.land_csv(
-        "2026-04-02.csv",
-        csv_row("a3", customer="alice", amount="2", occurred_at="2026-03-14T00:00:00Z"),
-        csv_row("c2", customer="carol", amount="2", occurred_at="2026-03-14T00:00:00Z"),
-    )
+    late_march = [
+        (d, c, "2", "2026-03-14T00:00:00Z") for d, c in [("a3", "alice"), ("c2", "carol")]
+    ]
+    land(ledger, "2026-04-02", *late_march)
     import flows.checkpoints as checkpoints
 
     store = checkpoints._store_pass
@@ -173,7 +174,7 @@ def test_a_stage_that_fails_keeps_its_customers_due(
     with pytest.raises(RuntimeError, match="killed"):
         ledger.run(as_of=date(2026, 4, 3))
     assert due_now(ledger, "2026-03") == ["alice", "carol"]
-    assert [r[2] for r in stale_of_due_and_of_all(ledger, "2026-03")[0]] == ["carol"]
+    assert stale_names(ledger, "2026-03") == ["carol"]
     assert_due_covers_stale(ledger)
 
     monkeypatch.setattr(checkpoints, "_store_pass", store)
@@ -192,7 +193,7 @@ def test_without_a_recorded_stage_every_customer_is_looked_at(ledger: Ledger) ->
     finally:
         con.close()
     assert sorted(recorded["customer_id"].to_list()) == ["alice", "bob", "carol"]
-    assert [r[2] for r in stale_of_due_and_of_all(ledger, "2026-03")[0]] == ["bob"]
+    assert stale_names(ledger, "2026-03") == ["bob"]
     ledger.run(as_of=date(2026, 4, 2))
     assert stale_of_due_and_of_all(ledger, "2026-03") == ([], [])
     assert ledger.rows("SELECT max_period FROM checkpoint_coverage") == [("2026-03",)]
