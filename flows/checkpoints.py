@@ -166,10 +166,15 @@ def _checkpoint_pass(
         & (pl.col("latest_tree_size") > 0)
         & (pl.col("latest_tree_size") < pl.col("tree_size"))
     )
-    whole = grown.join(from_range, on=KEY, how="anti").select(KEY)
+    # Each tree is the leaves its summary counts (`tree_size`): a run that died between its
+    # ingest and its summaries leaves later leaves in the deltas, which the next summaries
+    # count and the next version appends.
+    whole = grown.join(from_range, on=KEY, how="anti").select(*KEY, to_index="tree_size")
     hashes = tree_leaf_hashes(con, whole)
     roots = period_roots(hashes.lazy(), compact_ranges=True)
-    added = tree_leaf_hashes(con, from_range.select(*KEY, from_index="latest_tree_size"))
+    added = tree_leaf_hashes(
+        con, from_range.select(*KEY, from_index="latest_tree_size", to_index="tree_size")
+    )
     extended = extended_trees(
         from_range.select(*KEY, "latest_tree_size", "tree_size", "latest_compact_range"), added
     )
@@ -259,8 +264,8 @@ def mark_checkpoints_due(con: duckdb.DuckDBPyConnection, customers: pl.DataFrame
 
 
 def tree_leaf_hashes(con: duckdb.DuckDBPyConnection, trees: pl.DataFrame) -> pl.DataFrame:
-    """KEY, `leaf_index`, `leaf_hash` of every leaf of `trees` (from its `from_index` on, if
-    `trees` has one), sorted by tree and index."""
+    """KEY, `leaf_index`, `leaf_hash` of every leaf of `trees` (from its `from_index` on and
+    before its `to_index`, where `trees` has them), sorted by tree and index."""
     if trees.is_empty():
         return pl.DataFrame(
             schema={**{c: pl.String for c in KEY}, "leaf_index": pl.Int64, "leaf_hash": pl.Binary}

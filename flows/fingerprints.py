@@ -51,11 +51,12 @@ class Customer:
 
 def tree_leaves(con: duckdb.DuckDBPyConnection, trees: pl.DataFrame) -> pl.DataFrame:
     """The verified deltas of `trees` (tenant, environment, customer, period, and optionally
-    `from_index`: only the leaves from there on), sorted by tree and leaf index, with
-    `occurred_at_utc` as a UTC instant: what `leaf_text` reads."""
+    `from_index` and `to_index`: only the leaves from the one and before the other), sorted by
+    tree and leaf index, with `occurred_at_utc` as a UTC instant: what `leaf_text` reads."""
     start = pl.col("from_index") if "from_index" in trees.columns else pl.lit(0)
+    end = pl.col("to_index") if "to_index" in trees.columns else pl.lit(None)
     numbered = (
-        trees.select(*TREE, from_index=start.cast(pl.Int64))
+        trees.select(*TREE, from_index=start.cast(pl.Int64), to_index=end.cast(pl.Int64))
         .unique(TREE)
         .sort(TREE)
         .with_row_index("tree_no")

@@ -1,6 +1,6 @@
 -- The verified deltas of the staged trees (staged_trees: tree_no, tenant_id, environment,
--- customer_id, period, from_index), from leaf index from_index on, each with its tree's
--- number: what their Merkle roots are built from.
+-- customer_id, period, from_index, to_index), from leaf index from_index on and, when to_index
+-- is not NULL, before it; each with its tree's number: what their Merkle roots are built from.
 -- Unordered: the caller sorts by tree number and leaf index (`flows.fingerprints.tree_leaves`),
 -- which takes a third of the time DuckDB's sort of these wide rows by four texts took.
 SELECT
@@ -10,4 +10,5 @@ FROM deltas AS d
 JOIN staged_trees AS t
     ON d.tenant_id = t.tenant_id AND d.environment = t.environment
     AND d.customer_id = t.customer_id AND d.period = t.period
-WHERE d.status = 'verified' AND d.leaf_index >= t.from_index;
+WHERE d.status = 'verified' AND d.leaf_index >= t.from_index
+  AND (t.to_index IS NULL OR d.leaf_index < t.to_index);

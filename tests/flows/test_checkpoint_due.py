@@ -197,3 +197,58 @@ def test_without_a_recorded_stage_every_customer_is_looked_at(ledger: Ledger) ->
     ledger.run(as_of=date(2026, 4, 2))
     assert stale_of_due_and_of_all(ledger, "2026-03") == ([], [])
     assert ledger.rows("SELECT max_period FROM checkpoint_coverage") == [("2026-03",)]
+
+
+def test_a_checkpoint_commits_to_the_summarised_leaves_when_a_run_failed_before_them(
+    ledger: Ledger,
+) -> None:
+    """A run that failed between ingest and summaries leaves verified deltas the summaries do
+    not count yet. A checkpoint made meanwhile (through the API) commits to the leaves its summary
+    counts, a prefix of the tree, and the next run extends it with a consistency proof."""
+    from flows.fingerprints import fingerprint_candidates
+    from flows.ingest import ingest_inbox
+    from flows.keys import salt_key
+    from flows.pipeline import open_warehouse
+    from flows.runs import finish_run, new_run_id, start_run
+    from transforms import merkle
+
+    history(ledger)
+    land(ledger, "2026-04-10", ("a4", "alice", "4", "2026-04-09T00:00:00Z"))
+    ledger.run(as_of=date(2026, 4, 10))  # April is open: summarised, not checkpointed
+    land(ledger, "2026-04-11", ("a5", "alice", "5", "2026-04-10T00:00:00Z"))
+    settings = ledger.settings
+    with open_warehouse(settings) as con:  # ingests, then fails before its summaries
+        run_id = new_run_id()
+        start_run(con, run_id, "nightly", date(2026, 4, 11))
+        ingest_inbox(
+            con,
+            inbox=settings.inbox,
+            run_id=run_id,
+            salt_key=salt_key(settings),
+            batch_rows=settings.batch_rows,
+        )
+        finish_run(con, run_id, "failed", {})
+
+    alice = Customer("acme", "production", "alice")
+    made = checkpoint_alone(ledger, "alice", "2026-04", date(2026, 4, 12))
+    assert made["tree_size"] == 1
+    con = connect(settings.warehouse, read_only=True)
+    try:
+        [first] = fingerprint_candidates(con, alice, period="2026-04")
+    finally:
+        con.close()
+    assert first["tamperCheck"]["leavesStored"] == 2
+    assert first["tamperCheck"]["ok"], first["tamperCheck"]
+
+    ledger.run(as_of=date(2026, 5, 2))  # summarises the failed run's customers; April closes
+    con = connect(settings.warehouse, read_only=True)
+    try:
+        second, first = fingerprint_candidates(con, alice, period="2026-04")
+    finally:
+        con.close()
+    assert (second["version"], second["body"]["treeSize"]) == (2, 2)
+    assert second["tamperCheck"]["ok"] and first["tamperCheck"]["ok"]
+    proof = [bytes.fromhex(h) for h in first["consistencyProofToNext"]]
+    merkle.verify_consistency(  # raises ProofError when it does not hold
+        1, 2, bytes.fromhex(first["body"]["root"]), bytes.fromhex(second["body"]["root"]), proof
+    )
