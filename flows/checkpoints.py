@@ -84,6 +84,7 @@ def checkpoint_customers(
     key: SigningKey,
     customers: pl.DataFrame | None = None,
     customers_per_pass: int | None = None,
+    recheck: bool = False,
 ) -> CheckpointSummary:
     """Make the checkpoint versions that are due up to `max_period`.
 
@@ -93,14 +94,16 @@ def checkpoint_customers(
     `LEAVES_PER_PASS` leaves; each pass is its own transaction (a customer's chain never spans
     passes). Idempotent: a second call makes nothing.
 
-    The nightly stage (no `customers`) then records how far it reached. Customers given (the
+    The nightly stage (no `customers`) looks only at the customers that can be stale, or with
+    `recheck` at every one (after the warehouse was edited by hand, say), and then records how
+    far it reached. Customers given (the
     API, backfills) need no mark for the next one: a version is new only for a stale period,
     so the customer was due already, or the period and the later ones it re-links lie above
     the last complete stage's reach, where the next stage looks anyway.
     """
     nightly = customers is None
     if customers is None:
-        customers = stale_customers(con, max_period, due_customers(con, max_period))
+        customers = stale_customers(con, max_period, due_customers(con, max_period, recheck))
     summary = CheckpointSummary(customers=customers.height)
     with SigningPool() as signer:
         # One pass is signed by the pool's processes while the next reads and hashes its trees,
@@ -242,10 +245,14 @@ def passes(customers: pl.DataFrame, max_customers: int, max_leaves: int) -> Iter
         yield chosen.drop("_pass")
 
 
-def due_customers(con: duckdb.DuckDBPyConnection, max_period: str) -> pl.DataFrame:
-    """The customers that can be stale up to `max_period` (all of them until a nightly stage
-    has completed)."""
-    return query_frame(con, "select_due_customers", {"max_period": max_period})
+def due_customers(
+    con: duckdb.DuckDBPyConnection, max_period: str, everyone: bool = False
+) -> pl.DataFrame:
+    """The customers that can be stale up to `max_period`: all of them with `everyone`, or
+    until a nightly stage has completed."""
+    return query_frame(
+        con, "select_due_customers", {"max_period": max_period, "everyone": everyone}
+    )
 
 
 def stale_customers(

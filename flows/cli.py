@@ -253,6 +253,13 @@ def run(
     include_open_period: Annotated[
         bool, typer.Option(help="also checkpoint the current month")
     ] = False,
+    recheck_checkpoints: Annotated[
+        bool,
+        typer.Option(
+            help="check every customer's checkpoints, not only those whose data changed "
+            "(after editing the warehouse by hand)"
+        ),
+    ] = False,
     runner: Runner = None,
     dask_address: DaskAddress = None,
     no_wait: NoWait = False,
@@ -268,6 +275,7 @@ def run(
         lambda: _flow_with_runner(nightly_flow, settings)(
             as_of=run_date,
             include_open_period=include_open_period,
+            recheck_checkpoints=recheck_checkpoints,
             wait_for_lock=not no_wait,
             **_locations(settings),
         ),

@@ -174,10 +174,18 @@ def summaries_task(con: duckdb.DuckDBPyConnection, run_id: str) -> int:
 
 @task(name="checkpoints", cache_policy=NO_CACHE)
 def checkpoints_task(
-    con: duckdb.DuckDBPyConnection, settings: Settings, run_id: str, max_period: str
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    run_id: str,
+    max_period: str,
+    recheck: bool = False,
 ) -> CheckpointSummary:
     return checkpoint_customers(
-        con, run_id=run_id, max_period=max_period, key=active_signing_key(settings)
+        con,
+        run_id=run_id,
+        max_period=max_period,
+        key=active_signing_key(settings),
+        recheck=recheck,
     )
 
 
@@ -211,14 +219,16 @@ def run_nightly(
     *,
     as_of: date | None = None,
     include_open_period: bool = False,
+    recheck_checkpoints: bool = False,
     kind: str = "nightly",
     wait_seconds: float | None = None,
     orchestrated: bool = True,
 ) -> RunReport:
     """One nightly run against `settings`' warehouse; the body of `nightly_flow`.
 
-    `orchestrated=False` calls the stages as plain functions (tests, tools) instead of as
-    Prefect tasks of the current flow run.
+    `recheck_checkpoints` looks at every customer's checkpoints, not only at those that can be
+    stale (see `flows.checkpoints.checkpoint_customers`). `orchestrated=False` calls the stages
+    as plain functions (tests, tools) instead of as Prefect tasks of the current flow run.
     """
     report = RunReport(new_run_id(), kind, as_of or datetime.now(UTC).date())
     report.last_period = last_period(report.as_of, include_open_period)
@@ -232,7 +242,7 @@ def run_nightly(
             report.summaries_written = stage(summaries_task, orchestrated)(con, report.run_id)
         with timed(report, "checkpoints"):
             report.checkpoints = stage(checkpoints_task, orchestrated)(
-                con, settings, report.run_id, report.last_period
+                con, settings, report.run_id, report.last_period, recheck_checkpoints
             )
         with timed(report, "publish"):
             runner = prefect_shards() if orchestrated else threads()
@@ -248,6 +258,7 @@ def nightly_flow(
     output: str | None = None,
     warehouse: str | None = None,
     wait_for_lock: bool = True,
+    recheck_checkpoints: bool = False,
 ) -> dict[str, Any]:
     """Ingest new landing files, refresh summaries, make the checkpoints that are due, publish
     the outputs, and leave a read snapshot for the API."""
@@ -256,6 +267,7 @@ def nightly_flow(
         settings,
         as_of=as_of,
         include_open_period=include_open_period,
+        recheck_checkpoints=recheck_checkpoints,
         wait_seconds=None if wait_for_lock else 0.0,
     )
     summary = report.as_json()

@@ -12,7 +12,7 @@ import pytest
 
 from flows.checkpoints import due_customers, ensure_checkpoint, stale_customers
 from flows.fingerprints import Customer
-from flows.warehouse import connect, query_frame
+from flows.warehouse import connect
 from tests.conftest import Ledger, csv_row
 
 PERIODS = ["2025-12", "2026-01", "2026-02", "2026-03", "2026-04", "2026-05"]
@@ -189,7 +189,7 @@ def test_without_a_recorded_stage_every_customer_is_looked_at(ledger: Ledger) ->
     try:
         con.execute("DELETE FROM checkpoint_coverage").fetchall()
         con.execute("DELETE FROM checkpoints WHERE customer_id = 'bob'").fetchall()
-        recorded = query_frame(con, "select_due_customers", {"max_period": "2026-03"})
+        recorded = due_customers(con, "2026-03")
     finally:
         con.close()
     assert sorted(recorded["customer_id"].to_list()) == ["alice", "bob", "carol"]

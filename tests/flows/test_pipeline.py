@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.pipeline import nightly_flow
+from flows.warehouse import connect
 from tests.conftest import Ledger, csv_row
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -72,3 +73,25 @@ def test_cli_refuses_a_bad_date() -> None:
     result = CliRunner().invoke(app, ["run", "--as-of", "2026-13-01"])
     assert result.exit_code == 2
     assert "--as-of" in result.output
+
+
+def test_cli_run_rechecks_every_checkpoint_on_request(ledger: Ledger) -> None:
+    """A run checks the customers whose data changed; a checkpoint deleted by hand comes back
+    with `--recheck-checkpoints`."""
+    ledger.land_csv("2026-03-01.csv", csv_row("d1"), csv_row("d2", customer="c2"))
+    runner = CliRunner()
+    assert runner.invoke(app, ["run", "--as-of", "2026-04-02"]).exit_code == 0
+    con = connect(ledger.settings.warehouse)
+    try:
+        con.execute("DELETE FROM checkpoints WHERE customer_id = 'c2'").fetchall()
+    finally:
+        con.close()
+
+    def run(*flags: str) -> int:
+        result = runner.invoke(app, ["run", "--json", "--as-of", "2026-04-02", *flags])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)["checkpointsNew"]
+
+    assert run() == 0
+    assert run("--recheck-checkpoints") == 1
+    assert ledger.rows("SELECT customer_id FROM checkpoints ORDER BY 1") == [("c1",), ("c2",)]
