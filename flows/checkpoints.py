@@ -96,10 +96,10 @@ def checkpoint_customers(
 
     The nightly stage (no `customers`) looks only at the customers that can be stale, or with
     `recheck` at every one (after the warehouse was edited by hand, say), and then records how
-    far it reached. Customers given (the
-    API, backfills) need no mark for the next one: a version is new only for a stale period,
-    so the customer was due already, or the period and the later ones it re-links lie above
-    the last complete stage's reach, where the next stage looks anyway.
+    far it reached. Customers given (the API, backfills) need no mark for the next one: a
+    version is new only for a stale period, so the customer was due already, or the period and
+    the later ones it re-links lie above the last complete stage's reach, where the next stage
+    looks anyway.
     """
     nightly = customers is None
     if customers is None:
@@ -169,7 +169,7 @@ def _checkpoint_pass(
         & (pl.col("latest_tree_size") > 0)
         & (pl.col("latest_tree_size") < pl.col("tree_size"))
     )
-    # Each tree is the leaves its summary counts (`tree_size`): a run that died between its
+    # Each tree is the leaves its summary counts (`tree_size`): a run that failed between its
     # ingest and its summaries leaves later leaves in the deltas, which the next summaries
     # count and the next version appends.
     whole = grown.join(from_range, on=KEY, how="anti").select(*KEY, to_index="tree_size")

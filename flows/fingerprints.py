@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import duckdb
@@ -38,15 +38,7 @@ class Customer:
 
     def frame(self) -> pl.DataFrame:
         """The customer as a one-row frame of tenant_id, environment and customer_id."""
-        return pl.DataFrame(
-            [
-                {
-                    "tenant_id": self.tenant_id,
-                    "environment": self.environment,
-                    "customer_id": self.customer_id,
-                }
-            ]
-        )
+        return pl.DataFrame([asdict(self)])
 
 
 def tree_leaves(con: duckdb.DuckDBPyConnection, trees: pl.DataFrame) -> pl.DataFrame:
