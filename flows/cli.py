@@ -1,7 +1,12 @@
 """The `tallyproof` command. It parses options and delegates; the work happens in flows/.
 
-Every option also reads from its `TALLYPROOF_*` variable (through `Settings`). A known failure is
-one red line and exit code 1; `--debug` shows the traceback.
+Every option also reads from the environment. An option that is a setting (`--inbox`,
+`--output`, `--warehouse`, `--runner`, `--dask-address`, the API's `--host` and `--port`) reads
+the setting's own `TALLYPROOF_*` variable, as `Settings` does; every other option reads Click's
+automatic name, `TALLYPROOF_<COMMAND>_<OPTION>` (`TALLYPROOF_RUN_AS_OF`,
+`TALLYPROOF_RUN_INCLUDE_OPEN_PERIOD`, `TALLYPROOF_KEYS_ROTATE_OUTPUT`), so one variable never
+means two things. `--help` shows each option's variable. A known failure is one red line and exit
+code 1; `--debug` shows the traceback.
 """
 
 from __future__ import annotations
@@ -30,25 +35,34 @@ app = typer.Typer(
     help="Balance-ledger pipeline: ingest deltas, checkpoint them, publish verifiable outputs.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    context_settings={"auto_envvar_prefix": "TALLYPROOF"},
 )
 console = Console(stderr=True)
 out = Console()
 
 Inbox = Annotated[
     str | None,
-    typer.Option(help="landing files: a folder or s3://bucket/prefix \\[env: TALLYPROOF_INBOX]"),
+    typer.Option(envvar="TALLYPROOF_INBOX", help="landing files: a folder or s3://bucket/prefix"),
 ]
 Output = Annotated[
     str | None,
-    typer.Option(help="output root: a folder or s3://bucket/prefix \\[env: TALLYPROOF_OUTPUT]"),
+    typer.Option(envvar="TALLYPROOF_OUTPUT", help="output root: a folder or s3://bucket/prefix"),
 ]
 Warehouse = Annotated[
-    Path | None, typer.Option(help="the DuckDB file \\[env: TALLYPROOF_WAREHOUSE]")
+    Path | None, typer.Option(envvar="TALLYPROOF_WAREHOUSE", help="the DuckDB file")
 ]
 AsOf = Annotated[
     str | None, typer.Option("--as-of", help="the run's date, YYYY-MM-DD (default: today in UTC)")
 ]
-JsonFlag = Annotated[bool, typer.Option("--json", help="print one JSON object for machines")]
+
+
+def _json_flag(command: str, what: str = "one JSON object") -> Any:
+    """`--json` of one command. Its variable is spelled out (`TALLYPROOF_RUN_JSON`) because
+    Click's automatic name follows the Python parameter, `as_json`; so do the few other options
+    whose flag is not their parameter's name."""
+    return typer.Option(
+        "--json", envvar=f"TALLYPROOF_{command}_JSON", help=f"print {what} for machines"
+    )
 
 
 class FileFormat(StrEnum):
@@ -132,7 +146,10 @@ def _with_progress(enabled: bool, work: Any) -> Any:
 @app.command()
 def generate(
     out_dir: Annotated[
-        str | None, typer.Option("--out", help="where to write (default: the inbox)")
+        str | None,
+        typer.Option(
+            "--out", envvar="TALLYPROOF_GENERATE_OUT", help="where to write (default: the inbox)"
+        ),
     ] = None,
     tenants: Annotated[int, typer.Option(min=1)] = 2,
     customers: Annotated[int, typer.Option(min=1, help="customers per tenant")] = 50,
@@ -144,7 +161,9 @@ def generate(
     end_month: Annotated[
         str | None, typer.Option(help="last month with activity, YYYY-MM (default: last month)")
     ] = None,
-    file_format: Annotated[FileFormat, typer.Option("--format")] = FileFormat.csv,
+    file_format: Annotated[
+        FileFormat, typer.Option("--format", envvar="TALLYPROOF_GENERATE_FORMAT")
+    ] = FileFormat.csv,
     bad_rows: Annotated[
         float,
         typer.Option(
@@ -189,13 +208,13 @@ class RunnerKind(StrEnum):
 
 Runner = Annotated[
     RunnerKind | None,
-    typer.Option(help="where shard work runs \\[env: TALLYPROOF_RUNNER]"),
+    typer.Option(envvar="TALLYPROOF_RUNNER", help="where shard work runs"),
 ]
 DaskAddress = Annotated[
     str | None,
     typer.Option(
-        help="a Dask scheduler, tcp://host:8786 (implies --runner dask) "
-        "\\[env: TALLYPROOF_DASK_ADDRESS]"
+        envvar="TALLYPROOF_DASK_ADDRESS",
+        help="a Dask scheduler, tcp://host:8786 (implies --runner dask)",
     ),
 ]
 NoWait = Annotated[
@@ -263,7 +282,7 @@ def run(
     runner: Runner = None,
     dask_address: DaskAddress = None,
     no_wait: NoWait = False,
-    as_json: JsonFlag = False,
+    as_json: Annotated[bool, _json_flag("RUN")] = False,
 ) -> None:
     """One nightly run: ingest, summaries, checkpoints, outputs. Idempotent."""
     from flows.pipeline import nightly_flow
@@ -288,8 +307,16 @@ def run(
 
 @app.command()
 def backfill(
-    period_from: Annotated[str, typer.Option("--from", help="the first month, YYYY-MM")],
-    period_to: Annotated[str, typer.Option("--to", help="the last month, YYYY-MM (closed)")],
+    period_from: Annotated[
+        str,
+        typer.Option("--from", envvar="TALLYPROOF_BACKFILL_FROM", help="the first month, YYYY-MM"),
+    ],
+    period_to: Annotated[
+        str,
+        typer.Option(
+            "--to", envvar="TALLYPROOF_BACKFILL_TO", help="the last month, YYYY-MM (closed)"
+        ),
+    ],
     inbox: Inbox = None,
     output: Output = None,
     warehouse: Warehouse = None,
@@ -298,7 +325,7 @@ def backfill(
     runner: Runner = None,
     dask_address: DaskAddress = None,
     no_wait: NoWait = False,
-    as_json: JsonFlag = False,
+    as_json: Annotated[bool, _json_flag("BACKFILL")] = False,
 ) -> None:
     """Recompute and republish past periods, oldest first; a no-op when nothing changed."""
     from flows.backfill import backfill_flow
@@ -362,9 +389,7 @@ def _run_as_json(row: dict[str, Any]) -> dict[str, Any]:
 def runs(
     limit: Annotated[int, typer.Option(min=1, max=1000, help="how many")] = 20,
     warehouse: Warehouse = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="print the runs as one JSON array for machines")
-    ] = False,
+    as_json: Annotated[bool, _json_flag("RUNS", "the runs as one JSON array")] = False,
 ) -> None:
     """The most recent runs, newest first."""
     from flows.reports import recent_runs
@@ -661,7 +686,10 @@ def receipt(
     period: Annotated[str, typer.Option(help="YYYY-MM")],
     env: Environment = "production",
     warehouse: Warehouse = None,
-    out_file: Annotated[Path | None, typer.Option("--out", help="write here, not stdout")] = None,
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--out", envvar="TALLYPROOF_RECEIPT_OUT", help="write here, not stdout"),
+    ] = None,
 ) -> None:
     """The receipt of a customer's period: latest checkpoint and every leaf."""
     from flows.receipts import build_receipt
@@ -751,10 +779,15 @@ def fingerprints(
 def verify(
     document: Annotated[str, typer.Argument(help="a file or s3:// URI")],
     jwks_file: Annotated[
-        str | None, typer.Option("--jwks", help="a JWKS file or URI (default: the output root's)")
+        str | None,
+        typer.Option(
+            "--jwks",
+            envvar="TALLYPROOF_VERIFY_JWKS",
+            help="a JWKS file or URI (default: the output root's)",
+        ),
     ] = None,
     output: Output = None,
-    as_json: JsonFlag = False,
+    as_json: Annotated[bool, _json_flag("VERIFY")] = False,
 ) -> None:
     """Check a receipt, package or checkpoint export offline; exit 0 only if all checks pass."""
     from flows.publish import JWKS_PATH
@@ -810,8 +843,8 @@ def _read_uri(uri: str) -> bytes:
 # --- the dashboard API ------------------------------------------------------------------------
 @app.command()
 def api(
-    host: Annotated[str | None, typer.Option(help="\\[env: TALLYPROOF_API_HOST]")] = None,
-    port: Annotated[int | None, typer.Option(help="\\[env: TALLYPROOF_API_PORT]")] = None,
+    host: Annotated[str | None, typer.Option(envvar="TALLYPROOF_API_HOST")] = None,
+    port: Annotated[int | None, typer.Option(envvar="TALLYPROOF_API_PORT")] = None,
     output: Output = None,
     warehouse: Warehouse = None,
 ) -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import date, datetime
+from typing import Any
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from flows.cli import app
@@ -102,3 +105,72 @@ def test_a_failed_run_leaves_prefects_tracebacks_to_debug(
     # Filtered as Prefect's console is: every handler on the root logger
     assert "Finished in state Failed" in caplog.text  # which task failed, in one line
     assert ("Traceback" in caplog.text) is debug
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_run_takes_its_options_from_the_environment(ledger: Ledger) -> None:
+    """SPEC section 8: every option also reads from a `TALLYPROOF_*` variable; a cron line
+    can say `TALLYPROOF_RUN_AS_OF=... tallyproof run` instead of `--as-of`."""
+    ledger.land_csv(
+        "a.csv",
+        csv_row("d1", occurred_at="2026-03-01T00:00:00Z"),
+        csv_row("d2", occurred_at="2026-04-01T00:00:00Z"),
+    )
+    env = {
+        "TALLYPROOF_RUN_AS_OF": "2026-04-02",
+        "TALLYPROOF_RUN_INCLUDE_OPEN_PERIOD": "true",
+        "TALLYPROOF_RUN_JSON": "1",
+    }
+    result = CliRunner().invoke(app, ["run"], env=env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["checkpointsNew"] == 2  # March and the open April
+    assert ledger.rows("SELECT period FROM checkpoints ORDER BY 1") == [("2026-03",), ("2026-04",)]
+    (run,) = ledger.rows("SELECT as_of FROM runs")
+    assert run == (date(2026, 4, 2),)
+    # A bad value from the environment names its option, as on the command line.
+    bad = CliRunner().invoke(app, ["run"], env={"TALLYPROOF_RUN_AS_OF": "April"})
+    assert bad.exit_code == 2 and "--as-of" in bad.output
+
+
+# The options that are settings read the setting's own variable, as `Settings` does.
+SETTINGS_OPTIONS = {"inbox", "output", "warehouse", "runner", "dask_address"}
+
+
+def _options(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """Every option of every command, with the command's path (Typer's vendored Click)."""
+    for param in command.params:
+        if param.param_type_name == "option" and param.name not in CLICKS_OWN:
+            yield path, param
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _options(sub, (*path, name))
+
+
+CLICKS_OWN = {"help", "install_completion", "show_completion"}
+
+
+def test_every_option_reads_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A setting's option reads `TALLYPROOF_<SETTING>`; any other reads
+    `TALLYPROOF_<COMMAND>_<OPTION>`, spelled as its flag; and `--help` names the variable."""
+    root = typer.main.get_command(app)
+    seen = 0
+    for path, option in _options(root):
+        flag = max(option.opts, key=len).removeprefix("--").replace("-", "_").upper()
+        if option.name in SETTINGS_OPTIONS:
+            expected = f"TALLYPROOF_{flag}"
+        elif path == ("api",):
+            expected = f"TALLYPROOF_API_{flag}"  # the settings api_host and api_port
+        else:
+            expected = "_".join(["TALLYPROOF", *path, flag]).upper().replace("-", "_")
+        ctx = root.make_context("tallyproof", [], resilient_parsing=True)
+        for part in path:
+            ctx = ctx.command.get_command(ctx, part).make_context(
+                part, [], parent=ctx, resilient_parsing=True
+            )
+        monkeypatch.setenv(expected, "from-env")
+        assert option.resolve_envvar_value(ctx) == "from-env", (path, option.opts, expected)
+        monkeypatch.delenv(expected)
+        seen += 1
+    assert seen > 60
+    help_text = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).output
+    for name in ("TALLYPROOF_INBOX", "TALLYPROOF_RUN_AS_OF", "TALLYPROOF_RUN_JSON"):
+        assert name in help_text
