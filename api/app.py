@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import checkpoints, customers, proofs
 from api.envelope import error, ok
@@ -17,6 +20,7 @@ from api.security import TokenVerifier
 from flows.config import Settings, get_settings
 from flows.errors import TallyproofError
 from flows.signing import jwks
+from flows.snapshots import current_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/healthz", tags=["operations"], summary="Liveness, no auth")
     def healthz() -> JSONResponse:
-        return ok({"status": "ok", "snapshot": app.state.reader.snapshot})
+        """The snapshot named is the one the next request reads."""
+        snapshot = current_snapshot(settings)
+        return ok({"status": "ok", "snapshot": snapshot.name if snapshot else None})
 
     @app.get("/.well-known/jwks.json", tags=["operations"], summary="Signing keys, no auth")
     def well_known_jwks() -> JSONResponse:
@@ -53,7 +59,38 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _bad_request)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(DeprecatedAliases)
     return app
+
+
+class DeprecatedAliases:
+    """`Deprecation: true` and the successor's `Link` on every answer of a deprecated alias,
+    errors included (SPEC section 7: an alias answers exactly like its route, plus those).
+
+    A middleware because an error (a bad token, a bad parameter) is answered by the exception
+    handlers, outside the alias's own function. The successor is the route's `x-successor`.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_marked(message: Message) -> None:
+            route = scope.get("route")  # set by the router on this same scope
+            if message["type"] == "http.response.start" and getattr(route, "deprecated", False):
+                successor = route.openapi_extra["x-successor"].format(  # type: ignore[union-attr]
+                    customerId=quote(scope["path_params"]["customerId"], safe=":")
+                )
+                headers = MutableHeaders(scope=message)
+                headers["Deprecation"] = "true"
+                headers["Link"] = f'<{successor}>; rel="successor-version"'
+            await send(message)
+
+        await self.app(scope, receive, send_marked)
 
 
 async def _known_error(request: Request, err: TallyproofError) -> JSONResponse:
@@ -64,6 +101,14 @@ async def _known_error(request: Request, err: TallyproofError) -> JSONResponse:
 async def _bad_request(request: Request, err: RequestValidationError) -> JSONResponse:
     problems = []
     for item in err.errors():
+        if item.get("type") == "json_invalid":  # its location is ("body", character offset)
+            problems.append(
+                {
+                    "parameter": "body",
+                    "message": f"not valid JSON at character {item['loc'][-1]}: {item['msg']}",
+                }
+            )
+            continue
         location = [str(part) for part in item.get("loc", ()) if str(part) not in _LOCATIONS]
         problems.append({"parameter": ".".join(location) or "body", "message": item.get("msg")})
     first = problems[0] if problems else {"parameter": "request", "message": "invalid"}

@@ -11,9 +11,9 @@ import polars as pl
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from api.customers import CustomerId
+from api.customers import MAX_PAGE, CustomerId
 from api.deps import AppSettings, CurrentScope, Reader
 from api.envelope import listed, ok
 from api.values import instant, parse_period, require_customer
@@ -28,6 +28,8 @@ router = APIRouter(prefix="/dashboard/customers", tags=["checkpoints"])
 
 
 class CheckpointRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     period: str = Field(description="the month to checkpoint, YYYY-MM", examples=["2026-03"])
 
 
@@ -89,16 +91,18 @@ def list_checkpoints(
     cursor: Reader,
     customer_id: CustomerId,
     period: Annotated[str | None, Query(description="only this month, YYYY-MM")] = None,
-    limit: Annotated[int, Query(ge=1, le=100, description="at most this many, 1-100")] = 25,
+    limit: Annotated[int, Query(ge=1, le=100, description="versions per page, 1-100")] = 25,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE, description="page of versions, from 1")] = 1,
 ) -> JSONResponse:
-    """Every checkpoint version, newest first."""
+    """Every checkpoint version, newest first, a page at a time."""
     require_customer(cursor, scope.tenant_id, scope.environment, customer_id)
     if period is not None:
         parse_period(period)
     who = Customer(scope.tenant_id, scope.environment, customer_id)
     rows = query_frame(cursor, "select_customer_checkpoints", who.params(period)).to_dicts()
-    items = [{**version_json(r), "isLatest": r["is_latest"]} for r in rows[:limit]]
-    return listed(items, page=1, limit=limit, total=len(rows))
+    shown = rows[(page - 1) * limit : page * limit]
+    items = [{**version_json(r), "isLatest": r["is_latest"]} for r in shown]
+    return listed(items, page=page, limit=limit, total=len(rows))
 
 
 SUCCESSOR = "/dashboard/customers/{customerId}/checkpoint-fingerprints"
@@ -134,23 +138,17 @@ def checkpoint_fingerprints(
     return listed(found, page=1, limit=max(len(found), 1), total=len(found))
 
 
-def _deprecated(customer_id: str, response: JSONResponse) -> JSONResponse:
-    response.headers["Deprecation"] = "true"
-    response.headers["Link"] = (
-        f'<{SUCCESSOR.format(customerId=customer_id)}>; rel="successor-version"'
-    )
-    return response
-
-
 @router.get(
     "/{customerId}/checkpoints/fingerprints",
     deprecated=True,
     summary="Fingerprint candidates (deprecated alias)",
+    openapi_extra={"x-successor": SUCCESSOR},
 )
 @router.get(
     "/{customerId}/fingerprints",
     deprecated=True,
     summary="Fingerprint candidates (deprecated alias)",
+    openapi_extra={"x-successor": SUCCESSOR},
 )
 def checkpoint_fingerprints_alias(
     scope: CurrentScope,
@@ -159,10 +157,8 @@ def checkpoint_fingerprints_alias(
     period: PeriodQuery = None,
     fingerprint: FingerprintQuery = None,
 ) -> JSONResponse:
-    """Deprecated: use /checkpoint-fingerprints."""
-    return _deprecated(
-        customer_id, checkpoint_fingerprints(scope, cursor, customer_id, period, fingerprint)
-    )
+    """Deprecated: use /checkpoint-fingerprints. (`app.DeprecatedAliases` adds the headers.)"""
+    return checkpoint_fingerprints(scope, cursor, customer_id, period, fingerprint)
 
 
 class ExportFormat(StrEnum):

@@ -40,12 +40,15 @@ class Scope:
 
 
 def scope_of(
+    request: Request,
     principal: Annotated[Principal, Depends(principal_of)],
     x_environment: Annotated[
         str | None,
         Header(description="`sandbox` or `production` (default `production`)"),
     ] = None,
 ) -> Scope:
+    if len(set(request.headers.getlist("X-Environment"))) > 1:
+        raise InvalidRequestError("X-Environment", "X-Environment is given twice, differently")
     environment = "production" if x_environment is None else x_environment
     if environment not in ENVIRONMENTS:
         raise InvalidRequestError("X-Environment", "X-Environment must be sandbox or production")

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.customers import CustomerId
 from api.deps import AppSettings, CurrentScope, Reader
@@ -37,21 +37,23 @@ def receipt(
 
 
 @router.get(
-    "/{customerId}/invoice-proof", deprecated=True, summary="A period's receipt (deprecated alias)"
+    "/{customerId}/invoice-proof",
+    deprecated=True,
+    summary="A period's receipt (deprecated alias)",
+    openapi_extra={"x-successor": "/dashboard/customers/{customerId}/receipt"},
 )
 def invoice_proof(
     scope: CurrentScope, cursor: Reader, customer_id: CustomerId, period: PeriodQuery = None
 ) -> JSONResponse:
-    """Deprecated: use /receipt."""
-    response = receipt(scope, cursor, customer_id, period)
-    response.headers["Deprecation"] = "true"
-    response.headers["Link"] = (
-        f'</dashboard/customers/{customer_id}/receipt>; rel="successor-version"'
-    )
-    return response
+    """Deprecated: use /receipt. (`app.DeprecatedAliases` adds the headers.)"""
+    return receipt(scope, cursor, customer_id, period)
 
 
 class PackageRequest(BaseModel):
+    # A misspelt field (`Nonce`) is a 400, not a package sampled with a random nonce; and a
+    # number is a JSON number, not `true` or "5".
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     period: str = Field(description="the month, YYYY-MM", examples=["2026-03"])
     sampleSize: int = Field(  # noqa: N815 - the API's spelling
         ge=1, le=MAX_SAMPLE, description=f"leaves to sample, 1-{MAX_SAMPLE}"

@@ -26,25 +26,47 @@ def parse_period(value: str | None, parameter: str = "period") -> str:
     return value
 
 
+# RFC 3339's date-time (SPEC section 2 reads timestamps the same way), or a whole day.
+DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+TIMESTAMP = re.compile(
+    r"(\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?)(?P<offset>[Zz]|[+-]\d{2}:\d{2})?"
+)
+
+
 def parse_instant(value: str | None, parameter: str, *, end: bool) -> datetime | None:
     """A date (YYYY-MM-DD, whole days in UTC) or an RFC 3339 instant, as the bound of a
-    half-open range: for an end, the day after the date, or just after the instant."""
+    half-open range: for an end, the day after the date, or just after the instant.
+
+    The forms are matched first: Python's `fromisoformat` also takes ISO 8601's week dates and
+    basic format, which are not RFC 3339."""
     if value is None:
         return None
-    try:
-        if len(value) == 10:
-            day = date.fromisoformat(value)
-            moment = datetime(day.year, day.month, day.day)
-            return moment + timedelta(days=1) if end else moment
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+    timestamp = TIMESTAMP.fullmatch(value)
+    if not (DAY.fullmatch(value) or timestamp):
         raise InvalidRequestError(
-            parameter, f"{parameter} must be YYYY-MM-DD or an RFC 3339 timestamp"
-        ) from None
-    if moment.tzinfo is None:
+            parameter,
+            f"{parameter} must be YYYY-MM-DD or an RFC 3339 timestamp with at most six "
+            "fractional digits",
+        )
+    if timestamp and timestamp["offset"] is None:
         raise InvalidRequestError(parameter, f"{parameter} needs a UTC offset or Z")
-    moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment + timedelta(microseconds=1) if end else moment
+    try:
+        if timestamp is None:
+            day = date.fromisoformat(value)
+            moment, step = datetime(day.year, day.month, day.day), timedelta(days=1)
+        else:
+            moment = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+            moment, step = moment.astimezone(UTC).replace(tzinfo=None), timedelta(microseconds=1)
+    except (ValueError, OverflowError):  # 30 February, hour 25, or beyond year 9999 in UTC
+        raise InvalidRequestError(
+            parameter, f"{parameter} is not a valid date and time in years 1 to 9999 (UTC)"
+        ) from None
+    if not end:
+        return moment
+    try:
+        return moment + step
+    except OverflowError:  # the end of 9999-12-31: every stored instant is before it
+        return None
 
 
 def require_customer(

@@ -9,7 +9,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from flows.errors import NotFoundError
+from flows.errors import UnprocessableError
 from flows.fingerprints import Customer
 from flows.warehouse import query_frame
 from transforms.leaves import leaf_object
@@ -23,8 +23,11 @@ def latest_checkpoint(
     versions = query_frame(con, "select_customer_checkpoints", customer.params(period))
     latest = versions.filter(pl.col("is_latest"))
     if latest.is_empty():
-        raise NotFoundError(
-            f"no checkpoint for customer {customer.customer_id!r} in {period}",
+        # The customer exists (the callers check): a 404 would say it does not (SPEC section 7).
+        raise UnprocessableError(
+            f"customer {customer.customer_id!r} has no checkpoint of {period}: a period is "
+            "checkpointed once it is closed and has accepted deltas (the API's POST "
+            ".../checkpoint makes one on request)",
             details={"period": period},
         )
     return latest.row(0, named=True)

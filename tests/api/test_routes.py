@@ -10,6 +10,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
+from flows.snapshots import current_snapshot
 from flows.verify import verify_document
 from flows.warehouse import connect
 from tests.api.conftest import LiveServer
@@ -45,7 +46,9 @@ def warehouse(live: LiveServer, query: str, params: object = None) -> list[tuple
 
 
 def test_health_and_jwks_need_no_token(live: LiveServer) -> None:
-    assert httpx.get(f"{live.url}/healthz").json()["data"]["status"] == "ok"
+    health = httpx.get(f"{live.url}/healthz").json()["data"]
+    # the snapshot the next request reads, even before any request has opened it
+    assert health == {"status": "ok", "snapshot": current_snapshot(live.settings).name}
     keys = httpx.get(f"{live.url}/.well-known/jwks.json").json()["keys"]
     assert keys and keys[0]["kty"] == "OKP" and keys[0]["crv"] == "Ed25519"
 
@@ -200,11 +203,29 @@ def test_detail_filters_and_sorts(acme: httpx.Client) -> None:
         ({"endDate": "2026-13-01"}, "endDate"),
         ({"startDate": "2026-03-01T00:00:00"}, "startDate"),
         ({"startDate": "2026-04-01", "endDate": "2026-03-01"}, "startDate"),
+        # ISO 8601 forms that are not RFC 3339, and instants beyond year 9999 in UTC
+        ({"startDate": "2026-W10-1"}, "startDate"),
+        ({"startDate": "20260301"}, "startDate"),
+        ({"startDate": "2026-03-01T00:00:00.1234567Z"}, "startDate"),
+        ({"startDate": "9999-12-31T23:00:00-05:00"}, "startDate"),
+        ({"endDate": "0001-01-01T00:00:00+01:00"}, "endDate"),
+        ({"endDate": "2026-02-30"}, "endDate"),
     ],
 )
 def test_detail_parameters_are_checked(acme: httpx.Client, params: dict, parameter: str) -> None:
     error = failure(acme.get(f"{BASE}/alice", params=params), 400, "BAD_REQUEST")
     assert error["details"]["parameter"] == parameter
+    if not parameter.startswith("delta"):  # the export takes the filters, not the paging
+        export = failure(acme.get(f"{BASE}/alice/export", params=params), 400, "BAD_REQUEST")
+        assert export["details"]["parameter"] == parameter
+
+
+def test_the_last_day_of_year_9999_bounds_nothing(acme: httpx.Client) -> None:
+    """The end of 9999-12-31 is past every stored instant; it used to overflow into a 500."""
+    everything = data(acme.get(f"{BASE}/alice"))["deltas"]["total"]
+    for end in ("9999-12-31", "9999-12-31T23:59:59.999999Z"):
+        bounded = data(acme.get(f"{BASE}/alice", params={"endDate": end}))["deltas"]
+        assert bounded["total"] == everything
 
 
 def test_export_streams_the_same_rows_as_csv(acme: httpx.Client) -> None:
@@ -233,13 +254,47 @@ def test_receipt_and_its_deprecated_alias(acme: httpx.Client, live: LiveServer) 
     assert "Deprecation" not in response.headers
     assert failure(acme.get(f"{BASE}/alice/receipt"), 400)["details"]["parameter"] == "period"
     assert failure(acme.get(f"{BASE}/alice/receipt", params={"period": "2026-5"}), 400)
-    failure(acme.get(f"{BASE}/alice/receipt", params={"period": "2026-01"}), 404, "NOT_FOUND")
+    # alice exists: a period without a checkpoint is not a 404 (which says "no such customer")
+    for period in ("2026-01", "2999-01"):
+        failure(acme.get(f"{BASE}/alice/receipt", params={"period": period}), 422, "UNPROCESSABLE")
+
+
+def test_deprecated_aliases_mark_their_errors_too(acme: httpx.Client, live: LiveServer) -> None:
+    """An alias answers exactly like its route, errors included, plus the two headers."""
+    link = f'<{BASE}/alice/receipt>; rel="successor-version"'
+    for response, status in [
+        (acme.get(f"{BASE}/alice/invoice-proof", params={"period": "bad"}), 400),
+        (acme.get(f"{BASE}/alice/invoice-proof", params={"period": "2026-01"}), 422),
+        (httpx.get(f"{live.url}{BASE}/alice/invoice-proof", params={"period": "2026-03"}), 401),
+    ]:
+        assert response.status_code == status
+        assert (response.headers["Deprecation"], response.headers["Link"]) == ("true", link)
+    missing = acme.get(f"{BASE}/nobody:x/fingerprints")
+    assert missing.status_code == 404
+    assert missing.headers["Link"] == (
+        f'<{BASE}/nobody:x/checkpoint-fingerprints>; rel="successor-version"'
+    )
+    odd = acme.get(f"{BASE}/caf%C3%A9/fingerprints")  # not a valid id; the header stays ASCII
+    assert odd.status_code == 404 and "caf%C3%A9" in odd.headers["Link"]
+    assert "Deprecation" not in acme.get(f"{BASE}/alice/receipt", params={"period": "x"}).headers
 
 
 def test_checkpoints_list_and_fingerprints(acme: httpx.Client, live: LiveServer) -> None:
     listed = acme.get(f"{BASE}/alice/checkpoints").json()
     assert listed["total"] == 2 and {c["period"] for c in listed["data"]} == {"2026-02", "2026-03"}
     assert all(c["isLatest"] for c in listed["data"])
+    pages = [
+        acme.get(f"{BASE}/alice/checkpoints", params={"limit": 1, "page": page}).json()
+        for page in (1, 2, 3)
+    ]
+    assert [(p["page"], p["totalPages"], len(p["data"])) for p in pages] == [
+        (1, 2, 1),
+        (2, 2, 1),
+        (3, 2, 0),
+    ]
+    assert [p["data"][0]["checkpointId"] for p in pages[:2]] == [
+        c["checkpointId"] for c in listed["data"]
+    ]
     march = acme.get(f"{BASE}/alice/checkpoints", params={"period": "2026-03"}).json()["data"]
     [(fingerprint,)] = warehouse(
         live,
@@ -336,8 +391,37 @@ def test_verification_package(acme: httpx.Client, live: LiveServer) -> None:
         acme.post(
             f"{BASE}/alice/verification-package", json={"period": "2026-01", "sampleSize": 1}
         ),
-        404,
+        422,
     )
+
+
+@pytest.mark.parametrize(
+    ("body", "parameter"),
+    [
+        ({"period": "2026-03", "sampleSize": 5, "Nonce": "audit-1"}, "Nonce"),  # misspelt
+        ({"period": "2026-03", "sampleSize": True}, "sampleSize"),
+        ({"period": "2026-03", "sampleSize": "5"}, "sampleSize"),
+        ({"period": "2026-03", "sampleSize": 5.0}, "sampleSize"),
+        ({"period": 202603, "sampleSize": 5}, "period"),
+    ],
+)
+def test_package_requests_are_taken_literally(
+    acme: httpx.Client, body: dict, parameter: str
+) -> None:
+    response = acme.post(f"{BASE}/alice/verification-package", json=body)
+    assert failure(response, 400, "BAD_REQUEST")["details"]["parameter"] == parameter
+
+
+def test_a_body_that_is_not_json_is_named(acme: httpx.Client) -> None:
+    response = acme.post(
+        f"{BASE}/alice/checkpoint",
+        content=b'{"period": "2026-03",}',
+        headers={"Content-Type": "application/json"},
+    )
+    error = failure(response, 400, "BAD_REQUEST")
+    assert error["details"]["parameter"] == "body" and "JSON" in error["message"]
+    extra = acme.post(f"{BASE}/alice/checkpoint", json={"period": "2026-03", "force": True})
+    assert failure(extra, 400)["details"]["parameter"] == "force"
 
 
 def test_an_empty_tree_cannot_be_sampled(live: LiveServer) -> None:
@@ -407,3 +491,7 @@ def test_environments_are_isolated(live: LiveServer) -> None:
         failure(sandbox.get(f"{BASE}/bob", headers={"X-Environment": "sandbox"}), 404)
         error = failure(sandbox.get(BASE, headers={"X-Environment": "staging"}), 400)
         assert error["details"]["parameter"] == "X-Environment"
+        both = sandbox.get(
+            BASE, headers=[("X-Environment", "sandbox"), ("X-Environment", "production")]
+        )
+        assert failure(both, 400)["details"]["parameter"] == "X-Environment"
