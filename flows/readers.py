@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 import duckdb
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -50,9 +51,10 @@ def read_landing_file(path: str, data: bytes, file_order: int) -> pl.LazyFrame |
     if suffix == ".parquet":
         rows = _read_parquet(path, data)
     else:
-        if data.startswith(b"\xef\xbb\xbf"):
+        bom = data.startswith(b"\xef\xbb\xbf")
+        if bom:
             data = data[3:]
-        lines = _physical_lines(path, data)
+        lines = _physical_lines(path, data, offset=3 if bom else 0)
         if isinstance(lines, FileRefusal):
             return lines
         rows = _read_csv(path, data, lines) if suffix == ".csv" else _read_jsonl(lines)
@@ -64,6 +66,9 @@ def read_landing_file(path: str, data: bytes, file_order: int) -> pl.LazyFrame |
 def _conform(rows: pl.LazyFrame, path: str, file_order: int) -> pl.LazyFrame:
     """Add missing columns as nulls and put everything in LANDING_SCHEMA order."""
     present = set(rows.collect_schema().names())
+    # Every reader numbers its rows: with `_line` there, the null literals below take the
+    # frame's length, where a frame of literals alone would be one row of nulls.
+    assert "_line" in present, "a reader must number its rows"
     return (
         rows.select(
             pl.col(name).cast(dtype) if name in present else pl.lit(None, dtype).alias(name)
@@ -79,9 +84,10 @@ def _conform(rows: pl.LazyFrame, path: str, file_order: int) -> pl.LazyFrame:
     )
 
 
-def _physical_lines(path: str, data: bytes) -> pl.Series | FileRefusal:
+def _physical_lines(path: str, data: bytes, offset: int = 0) -> pl.Series | FileRefusal:
     """The file's lines (a final newline ends the last line; one carriage return before a
-    newline is dropped), or the refusal of a file that is not UTF-8.
+    newline is dropped), or the refusal of a file that is not UTF-8 (`offset`: bytes already
+    taken off the front, a byte order mark, so that the byte named is the file's).
 
     Polars splits and checks the text without making a Python string of every line, which
     held the interpreter lock for a third of a second a million lines."""
@@ -92,7 +98,7 @@ def _physical_lines(path: str, data: bytes) -> pl.Series | FileRefusal:
             data.decode("utf-8")
         except UnicodeDecodeError as err:
             return FileRefusal(
-                codes.NOT_UTF8, f"{path}: not UTF-8 (byte {err.start}: {err.reason})"
+                codes.NOT_UTF8, f"{path}: not UTF-8 (byte {err.start + offset}: {err.reason})"
             )
         return FileRefusal(codes.UNREADABLE_FILE, f"{path}: cannot be read as lines ({problem})")
 
@@ -107,7 +113,11 @@ def _read_csv(
 
     `data` is the file's bytes (known to be UTF-8, no BOM) and `lines` its physical lines."""
     if not lines.len():
-        return pl.DataFrame()
+        return _no_rows()
+    if b"\r" in data and data.count(b"\r") != data.count(b"\r\n"):
+        # A carriage return alone ends a line for the csv module (old Mac files), not for
+        # Polars' line split, which made such a file one header line and no rows.
+        return _read_csv_exactly(path, data.decode("utf-8"))
     try:
         parsed = pl.read_csv(
             data,
@@ -126,7 +136,7 @@ def _read_csv(
     # Every comma of a line either separates fields or sits inside a quoted value, so a record
     # is ragged exactly when its line has a different number of commas than its values plus
     # the header's separators. Vectorised and exact.
-    parsed.columns = header
+    names = parsed.columns = _column_names(header)
     # hstack, not a literal in a lazy plan: plans hash their literals.
     parsed = parsed.hstack(
         [
@@ -134,7 +144,7 @@ def _read_csv(
             pl.Series("_line", range(2, parsed.height + 2), dtype=pl.Int64),
         ]
     )
-    in_values = pl.sum_horizontal(pl.col(c).str.count_matches(",", literal=True) for c in header)
+    in_values = pl.sum_horizontal(pl.col(c).str.count_matches(",", literal=True) for c in names)
     separators = pl.col("_raw").str.count_matches(",", literal=True) - in_values
     return (
         parsed.lazy()
@@ -144,6 +154,18 @@ def _read_csv(
         .with_columns(**_ragged_columns(pl.col("_fields") != len(header), len(header)))
         .drop("_fields")
     )
+
+
+def _no_rows() -> pl.DataFrame:
+    """The rows of a file without records (empty, blank lines, a header alone): none."""
+    return pl.DataFrame(schema={"_line": pl.Int64, "_raw": pl.String})
+
+
+def _column_names(header: list[str]) -> list[str]:
+    """SPEC fields by their name, any other column by its place (`_column_3`): an unknown
+    column is ignored, and one named like a column the readers or validation add (`_line`,
+    `_raw`, `_amount_type`) can neither collide with it nor stand in for it."""
+    return [name if name in FIELDS else f"_column_{i}" for i, name in enumerate(header)]
 
 
 def _ragged_columns(ragged: pl.Expr, expected: int) -> dict[str, pl.Expr]:
@@ -161,12 +183,16 @@ def _ragged_columns(ragged: pl.Expr, expected: int) -> dict[str, pl.Expr]:
 def _read_csv_exactly(path: str, text: str) -> pl.DataFrame | FileRefusal:
     """Python's strict csv reader, record by record: exact line numbers and raw records.
 
-    Used only for files the fast path cannot vouch for. A record the reader cannot parse (an
-    unclosed quote) ends the readable part: the rest of the file is quarantined as one record.
+    Used only for files the fast path cannot vouch for. A record the reader cannot parse (a
+    stray quote) is quarantined alone and reading goes on at the next line; an unclosed quote
+    runs to the end of the file, which is then that one record.
+
+    Lines are counted as the csv module reads them: `\r\n`, `\n` or a lone `\r` ends one.
     """
-    source = io.StringIO(text, newline="")
-    reader = csv.reader(source, strict=True)
-    physical = text.split("\n")
+    # The csv module reads lines with their endings, split where they end (universal
+    # newlines); the same split numbers them and gives each record its raw text.
+    physical = io.StringIO(text, newline="").readlines()
+    reader = csv.reader(iter(physical), strict=True)
     records: list[tuple[int, str, list[str] | None, str | None]] = []
     header: list[str] | None = None
     start = 1
@@ -176,11 +202,21 @@ def _read_csv_exactly(path: str, text: str) -> pl.DataFrame | FileRefusal:
         except StopIteration:
             break
         except csv.Error as err:
-            rest = "\n".join(physical[start - 1 :])
-            records.append((start, rest, None, f"cannot parse the rest of the file: {err}"))
-            break
+            end = max(reader.line_num, start)
+            if header is None:
+                return FileRefusal(
+                    codes.UNREADABLE_FILE, f"{path}: the CSV header cannot be parsed ({err})"
+                )
+            problem = (
+                f"cannot parse the rest of the file: {err}"
+                if end >= len(physical)
+                else f"cannot parse the record: {err}"
+            )
+            records.append((start, _record_text(physical[start - 1 : end]), None, problem))
+            start = end + 1
+            continue
         end = reader.line_num
-        raw = "\n".join(line.rstrip("\r") for line in physical[start - 1 : end])
+        raw = _record_text(physical[start - 1 : end])
         line, start = start, end + 1
         if not fields or (len(fields) == 1 and not fields[0].strip()):
             continue  # a blank line
@@ -190,6 +226,7 @@ def _read_csv_exactly(path: str, text: str) -> pl.DataFrame | FileRefusal:
                 return FileRefusal(
                     codes.UNREADABLE_FILE, f"{path}: the CSV header repeats a column name"
                 )
+            header = _column_names(header)
             continue
         if len(fields) != len(header):
             problem = f"the record has {len(fields)} fields; the header has {len(header)}"
@@ -197,7 +234,7 @@ def _read_csv_exactly(path: str, text: str) -> pl.DataFrame | FileRefusal:
         else:
             records.append((line, raw, fields, None))
     if header is None:
-        return pl.DataFrame()
+        return _no_rows()
     columns: dict[str, list[str | None]] = {h: [] for h in header}
     for _, _, fields, _ in records:
         for name, value in zip(header, fields or [None] * len(header), strict=True):
@@ -221,6 +258,17 @@ def _read_csv_exactly(path: str, text: str) -> pl.DataFrame | FileRefusal:
             "_reader_message": pl.String,
         },
     )
+
+
+def _record_text(lines: list[str]) -> str:
+    """A record's raw text from its lines (with their endings): the record's own line ending
+    dropped, and line breaks inside it written `\n`, as the fast path writes them."""
+    text = "".join(lines)
+    for ending in ("\r\n", "\n", "\r"):
+        if text.endswith(ending):
+            text = text[: -len(ending)]
+            break
+    return text.replace("\r\n", "\n")
 
 
 # --- JSONL -----------------------------------------------------------------------------------
@@ -253,8 +301,21 @@ def _read_parquet(path: str, data: bytes) -> pl.DataFrame | FileRefusal:
         table = pq.read_table(pa.BufferReader(data))
     except Exception as err:  # noqa: BLE001 - pyarrow raises many types for a broken file
         return FileRefusal(codes.UNREADABLE_FILE, f"{path}: not a readable Parquet file ({err})")
-    frame = pl.from_arrow(table.rename_columns([c.strip().lower() for c in table.column_names]))
-    assert isinstance(frame, pl.DataFrame)
+    names = [c.strip().lower() for c in table.column_names]
+    repeated = sorted({n for n in names if n in FIELDS and names.count(n) > 1})
+    if repeated:
+        return FileRefusal(
+            codes.UNREADABLE_FILE,
+            f"{path}: the Parquet columns repeat {', '.join(repeated)} (names are matched "
+            "trimmed and lowercased)",
+        )
+    # Only SPEC's columns are read: an unknown column is ignored, whatever its type.
+    kept = [i for i, name in enumerate(names) if name in FIELDS]
+    series, arrow_types = [], {}
+    for i in kept:
+        series.append(_polars_column(names[i], table.column(i)))
+        arrow_types[names[i]] = str(table.schema.field(i).type)
+    frame = pl.DataFrame(series, height=table.num_rows)
     columns: dict[str, pl.Expr] = {}
     type_errors: list[pl.Expr] = []
     for name in FIELDS:
@@ -267,7 +328,12 @@ def _read_parquet(path: str, data: bytes) -> pl.DataFrame | FileRefusal:
         if not ok:
             type_errors.append(pl.when(pl.col(name).is_not_null()).then(pl.lit(name)))
     first_bad = pl.coalesce(type_errors) if type_errors else pl.lit(None, pl.String)
-    normalised = frame.with_columns(_bad=first_bad).with_columns(
+    type_names = {
+        name: arrow_types[name] if frame.schema[name] == pl.Binary else str(frame.schema[name])
+        for name in frame.columns
+    }
+    # The raw row is the values as they came, before a column of the wrong type is emptied.
+    normalised = frame.with_columns(_raw=_row_as_json(frame), _bad=first_bad).with_columns(
         **columns,
         _line=pl.int_range(1, pl.len() + 1, dtype=pl.Int64),
         _reader_code=pl.when(pl.col("_bad").is_not_null()).then(pl.lit(codes.INVALID_FIELD_TYPE)),
@@ -275,15 +341,30 @@ def _read_parquet(path: str, data: bytes) -> pl.DataFrame | FileRefusal:
         _reader_message=pl.when(pl.col("_bad").is_not_null()).then(
             message(
                 "the Parquet column has type {}",
-                pl.col("_bad").replace_strict(
-                    {n: str(frame.schema[n]) for n in frame.columns if n in FIELDS},
-                    default=None,
-                    return_dtype=pl.String,
-                ),
+                pl.col("_bad").replace_strict(type_names, default=None, return_dtype=pl.String),
             )
         ),
     )
-    return normalised.with_columns(_raw=_row_as_json(normalised))
+    return normalised.drop("_bad")
+
+
+def _polars_column(name: str, column: pa.ChunkedArray) -> pl.Series:
+    """One Parquet column as Polars takes it. A time zone other than a name Polars knows (a
+    fixed offset, `+05:30`) is the same instants in UTC; a type Polars cannot take at all
+    (`decimal256`) becomes its values as text if it is the amount, and otherwise empty binary
+    values, which validation refuses as the wrong type (the message names the Arrow type)."""
+    if pa.types.is_timestamp(column.type) and column.type.tz is not None:
+        column = column.cast(pa.timestamp(column.type.unit, "UTC"))
+    if pa.types.is_decimal256(column.type):  # Polars panics on it, printing a backtrace
+        if name == "amount":  # exact as text
+            return pl.Series(name, column.cast(pa.string()))
+    else:
+        try:
+            return pl.Series(name, column)
+        except (Exception, pl.exceptions.PanicException):  # noqa: BLE001 - a panic is no Exception
+            pass
+    present = column.is_valid().to_numpy(zero_copy_only=False)
+    return pl.Series(name, np.where(present, b"", None), dtype=pl.Binary)
 
 
 def _parquet_field(name: str, dtype: pl.DataType) -> tuple[pl.Expr, str | None, bool]:
@@ -291,19 +372,27 @@ def _parquet_field(name: str, dtype: pl.DataType) -> tuple[pl.Expr, str | None, 
     column = pl.col(name)
     if dtype == pl.Null:
         return pl.lit(None, pl.String), None, True
+    if isinstance(dtype, pl.Categorical | pl.Enum):  # pandas' category columns
+        column, dtype = column.cast(pl.String), pl.String()
     if name == "amount":
         if dtype.is_integer():
             return column.cast(pl.String), "integer", True
         if isinstance(dtype, pl.Decimal):
-            return column.cast(pl.String), "decimal", True
+            text = column.cast(pl.String)
+            if (dtype.scale or 0) > 6:  # 12.50000000 of a DECIMAL(20, 8) is 12.5
+                text = text.str.replace(r"(\.\d*?)0+$", "$1").str.strip_suffix(".")
+            return text, "decimal", True
         if dtype.is_float():
             return column.cast(pl.String), "float", True
         return column.cast(pl.String, strict=False), "string", dtype == pl.String
     if name == "occurred_at" and isinstance(dtype, pl.Datetime):
+        # Nanoseconds are written out whole: validation refuses digits beyond microseconds
+        # rather than cutting them off.
+        fraction = "%.9f" if dtype.time_unit == "ns" else "%.6f"
         if dtype.time_zone is None:  # refused by validation as TIMESTAMP_NO_TZ
-            return column.dt.strftime("%Y-%m-%dT%H:%M:%S%.6f"), None, True
+            return column.dt.strftime(f"%Y-%m-%dT%H:%M:%S{fraction}"), None, True
         return (
-            column.dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S%.6f+00:00"),
+            column.dt.convert_time_zone("UTC").dt.strftime(f"%Y-%m-%dT%H:%M:%S{fraction}+00:00"),
             None,
             True,
         )

@@ -32,10 +32,12 @@ DELTA_CONFLICT = "DELTA_CONFLICT"
 STATUS_REGRESSION = "STATUS_REGRESSION"
 
 DESCRIPTIONS: dict[str, str] = {
-    UNREADABLE_FILE: "the file cannot be parsed at all (truncated Parquet, broken CSV quoting)",
+    UNREADABLE_FILE: "the file cannot be parsed at all (truncated Parquet, a CSV header that "
+    "repeats a column or cannot be parsed, Parquet columns that repeat a field)",
     NOT_UTF8: "the file is not valid UTF-8",
     UNSUPPORTED_FILE_TYPE: "the file's extension is not .csv, .jsonl, .ndjson or .parquet",
-    MALFORMED_ROW: "a CSV record with more or fewer fields than the header, or a blank record",
+    MALFORMED_ROW: "a CSV record with more or fewer fields than the header, or one that cannot "
+    "be parsed (a stray quote; an unclosed quote takes the rest of the file)",
     INVALID_JSON: "a JSONL line that is not a JSON object",
     INVALID_FIELD_TYPE: "a JSONL or Parquet field of the wrong type (e.g. a number for reason)",
     MISSING_FIELD: "a required field is absent or empty",

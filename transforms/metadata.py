@@ -47,14 +47,14 @@ def check_metadata(text: str) -> tuple[str | None, str | None]:
     except (ValueError, RecursionError):
         return None, "is not valid JSON"
     if not isinstance(value, dict):
-        return None, f"must be a JSON object, not {type(value).__name__}"
+        return None, f"must be a JSON object, not {_json_kind(value)}"
     if len(value) > MAX_KEYS:
         return None, f"has {len(value)} keys (at most {MAX_KEYS})"
     for key, item in value.items():
         if not 1 <= len(key) <= MAX_KEY_CHARS:
             return None, f"key {key[:40]!r} must be 1-{MAX_KEY_CHARS} characters"
         if not isinstance(item, str):
-            return None, f"value of {key!r} must be a string"
+            return None, f"value of {key!r} must be a string, not {_json_kind(item)}"
         if len(item) > MAX_VALUE_CHARS:
             return None, f"value of {key!r} is longer than {MAX_VALUE_CHARS} characters"
     if not value:
@@ -65,6 +65,19 @@ def check_metadata(text: str) -> tuple[str | None, str | None]:
     except UnicodeEncodeError:
         return None, "holds a lone surrogate (not valid Unicode)"
     return canonical, None
+
+
+def _json_kind(value: object) -> str:
+    """JSON's name for the kind of a parsed value (a sender knows JSON, not Python)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
 
 
 def check_metadata_series(texts: pl.Series) -> pl.Series:

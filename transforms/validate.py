@@ -130,8 +130,8 @@ def _rules() -> list[Rule]:
             codes.INVALID_AMOUNT,
             "amount",
             message(
-                "{} is a JSON number with a fraction or exponent; send a string or an integer "
-                "(floats lose cents)",
+                "{} is a number with a fraction or exponent (a JSON number or a Parquet float); "
+                "send a string, an integer or a decimal (floats lose cents)",
                 _value("amount"),
             ),
         ),
