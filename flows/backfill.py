@@ -3,9 +3,14 @@
 A backfill ingests what is new in the inbox (late files for past months, typically), then walks
 the periods oldest first, one subflow each, because each period's checkpoints chain to the one
 before: it makes the checkpoint versions that are due and republishes the period's outputs,
-rewriting only files whose bytes change. Later periods that a changed period re-links are
-checkpointed and published at the end. It is safe to interrupt and run again (every step is
-idempotent and each period commits on its own), and a no-op when nothing changed.
+rewriting only files whose bytes change. At the end it checkpoints what the periods left: later
+periods that a changed period re-links, and the customers of whatever else the run ingested;
+and publishes everything the run changed outside the periods already republished (earlier
+periods whose late data a period's pass checkpointed, later ones re-linked, the deltas and
+summaries of other periods). The periods' publications do not mark the run published; only that
+last one does, so a backfill stopped before it is published in full by the next run. It is safe
+to interrupt and run again (every step is idempotent and each period commits on its own), and a
+no-op when nothing changed.
 
 `--dry-run` does all of it on a copy of the warehouse, writing nothing anywhere, and reports
 what would change.
@@ -26,7 +31,7 @@ import duckdb
 import polars as pl
 from prefect import flow
 
-from flows.checkpoints import checkpoint_customers, last_period
+from flows.checkpoints import CUSTOMER, CheckpointSummary, checkpoint_customers, last_period
 from flows.config import Settings, get_settings
 from flows.errors import InvalidRequestError
 from flows.locks import writer_lock
@@ -40,12 +45,12 @@ from flows.pipeline import (
     timed,
     writing_run,
 )
-from flows.publish import Scope, publish, threads
+from flows.publish import PublishSummary, Scope, publish, publish_scope, threads
 from flows.reports import publish_artifacts
 from flows.runs import new_run_id
 from flows.signing import active_signing_key
 from flows.summaries import refresh_customer_periods
-from flows.warehouse import query_frame
+from flows.warehouse import fetch_one, query_frame, staged
 
 
 @dataclass
@@ -55,6 +60,8 @@ class PeriodReport:
     new_versions: int = 0
     files_written: int = 0
     files_unchanged: int = 0
+    checkpoints: CheckpointSummary = field(default_factory=CheckpointSummary)
+    publication: PublishSummary = field(default_factory=PublishSummary)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -182,6 +189,9 @@ def _backfill(
     run, dry = report.run, report.dry_run
     with timed(run, "ingest"):
         run.ingest = stage(ingest_task, orchestrated)(con, settings, run.run_id)
+    run.customers_touched, run.customer_periods_touched = fetch_one(
+        con, "select_run_touch_counts", {"run_id": run.run_id}
+    )
     with timed(run, "summaries"):
         run.summaries_written = stage(summaries_task, orchestrated)(con, run.run_id)
         customers = _customers(con, report.period_from, report.period_to)
@@ -199,17 +209,60 @@ def _backfill(
             run_id=run.run_id,
             max_period=run.last_period,
             key=active_signing_key(settings),
-            customers=customers,
+            customers=pl.concat([customers, _ingested_customers(con, run.run_id)]).unique(),
         )
         report.relinked_versions = relinked.new_versions
-        run.checkpoints.new_versions += relinked.new_versions + sum(
-            p.new_versions for p in report.periods
-        )
+        run.checkpoints = _total_checkpoints([*(p.checkpoints for p in report.periods), relinked])
     with timed(run, "publish"):
         runner = prefect_shards() if orchestrated else threads()
-        final = publish(con, settings, run.run_id, runner=runner, dry_run=dry)
+        unpublished = query_frame(con, "select_unpublished_runs")["run_id"].to_list()
+        rest = _outside(
+            publish_scope(con, unpublished), months(report.period_from, report.period_to)
+        )
+        final = publish(con, settings, run.run_id, scope=rest, runner=runner, dry_run=dry)
         report.relinked_files = final.files
-        run.publication = final
+        run.publication = _total_publication([*(p.publication for p in report.periods)], final)
+
+
+def _ingested_customers(con: duckdb.DuckDBPyConnection, run_id: str) -> pl.DataFrame:
+    """The customers whose events the run ingested, in any period."""
+    runs = pl.DataFrame({"run_id": [run_id]})
+    with staged(con, staged_runs=runs):
+        return query_frame(con, "select_touched_customer_periods").select(CUSTOMER).unique()
+
+
+def _outside(scope: Scope, periods: list[str]) -> Scope:
+    """`scope` less `periods`, which the backfill's period passes republished whole: every
+    customer of each (see `backfill_period`), from the warehouse as it is now, since a later
+    pass never changes an earlier period."""
+    keep = ~pl.col("period").is_in(periods)
+    return Scope(
+        runs=scope.runs,
+        touched=scope.touched.filter(keep),
+        moved=scope.moved.filter(keep),
+        checkpointed=scope.checkpointed.filter(keep),
+    )
+
+
+def _total_checkpoints(parts: list[CheckpointSummary]) -> CheckpointSummary:
+    total = CheckpointSummary()
+    for part in parts:
+        for name in vars(total):
+            setattr(total, name, getattr(total, name) + getattr(part, name))
+    return total
+
+
+def _total_publication(parts: list[PublishSummary], final: PublishSummary) -> PublishSummary:
+    """The run's publications as one: the periods' and the final one, whose manifest is the
+    latest and which covers the runs."""
+    total = PublishSummary(final.publication_id, final.runs, manifest=final.manifest)
+    for part in [*parts, final]:
+        total.files += part.files
+        total.unchanged += part.unchanged
+        total.bytes += part.bytes
+        total.shards += part.shards
+        total.removed += part.removed
+    return total
 
 
 def _customers(con: duckdb.DuckDBPyConnection, first: str, last: str) -> pl.DataFrame:
@@ -231,7 +284,7 @@ def backfill_period(
     made = checkpoint_customers(
         con, run_id=run_id, max_period=period, key=active_signing_key(settings), customers=customers
     )
-    result.new_versions = made.new_versions
+    result.new_versions, result.checkpoints = made.new_versions, made
     scope = Scope(
         runs=[run_id],
         touched=customers.with_columns(period=pl.lit(period)),
@@ -239,11 +292,13 @@ def backfill_period(
         .unique()
         .with_columns(period=pl.lit(period)),
         checkpointed=customers.with_columns(period=pl.lit(period)),
+        complete=False,  # the run is published whole at its end (`_backfill`)
     )
     published = publish(
         con, settings, f"{run_id}-{period}", scope=scope, runner=runner, dry_run=dry_run
     )
     result.files_written, result.files_unchanged = published.files, published.unchanged
+    result.publication = published
     return result
 
 

@@ -361,8 +361,9 @@ def backfill(
         )
     out.print(table)
     out.print(
-        f"rows ingested: {summary['rowsAccepted']:,}; later periods re-linked: "
-        f"{summary['relinkedVersions']:,} versions, {summary['relinkedFiles']:,} files"
+        f"rows ingested: {summary['rowsAccepted']:,}; outside the periods (later ones "
+        f"re-linked, other late data): {summary['relinkedVersions']:,} versions, "
+        f"{summary['relinkedFiles']:,} files"
     )
     out.print(
         "[green]nothing changed[/]"

@@ -128,6 +128,9 @@ class Scope:
     touched: pl.DataFrame  # customer-periods with events: activity exports, deltas partitions
     moved: pl.DataFrame  # partitions whose summaries may have moved
     checkpointed: pl.DataFrame  # customer-periods with new checkpoint versions
+    # False for a part of its runs' changes (a backfill's period): the runs stay unpublished,
+    # so that what the part leaves out is still published by a later, complete publication.
+    complete: bool = True
 
 
 def publish_scope(con: duckdb.DuckDBPyConnection, runs: list[str]) -> Scope:
@@ -337,8 +340,9 @@ def publish(
     summary.bytes = int(written["bytes"].sum())
     new_parquet = inventory.filter(pl.col("kind") == "parquet")
     folders = set(new_parquet["slot"].str.split("#").list.first().to_list())
+    covered = scope.runs if scope.complete else []
     if dry_run:
-        _record(con, publication_id, scope.runs, inventory, folders)
+        _record(con, publication_id, covered, inventory, folders)
         return summary
 
     parquet = _current_parquet(con, folders, new_parquet)
@@ -348,7 +352,7 @@ def publish(
     _promote(location, publication_id, written.filter("staged")["path"].to_list())
     location.write_bytes(LATEST, json.dumps({"manifest": summary.manifest}).encode())
     summary.removed = _clean_up(location, folders, parquet)
-    _record(con, publication_id, scope.runs, inventory, folders)
+    _record(con, publication_id, covered, inventory, folders)
     log.info(
         "published %d files (%d unchanged, %d bytes) in %s",
         summary.files,

@@ -240,6 +240,44 @@ def test_a_dry_run_reports_and_writes_nothing(tmp_path: Path, landing: Path, key
     assert published(root) != before_files
 
 
+LATE = (
+    "tenant_id,environment,delta_id,customer_id,amount,reason,reference_id,status,occurred_at,"
+    "metadata\n"
+    "acme,production,late-1,cust_00001,3.5,late,,verified,2026-08-10T00:00:00Z,\n"  # before
+    "acme,production,late-2,cust_00002,4,late,,verified,2026-09-10T00:00:00Z,\n"  # in range
+    "acme,production,late-3,newcomer,5,late,,verified,2026-10-10T00:00:00Z,\n"  # after, new
+)
+
+
+@pytest.mark.usefixtures("reproducible")
+def test_a_backfill_publishes_all_it_changed(tmp_path: Path, landing: Path, keys: Path) -> None:
+    """Late data before, in and after the range: the backfill's periods are republished as
+    they go, and what they leave (August's new versions, October re-linked, the newcomer) at
+    the end, so that the outputs are those of a nightly run on the same inputs. The periods'
+    publications used to mark the run published, and the end published nothing."""
+    roots = {}
+    for name in ("nightly", "backfill"):
+        roots[name] = data_dir(tmp_path / name, landing, keys)
+        run_nightly(settings_for(roots[name]), as_of=AS_OF, orchestrated=False)
+        (roots[name] / "inbox" / "2026-11-05.csv").write_text(LATE)
+    run_nightly(settings_for(roots["nightly"]), as_of=AS_OF, orchestrated=False)
+    report = run_backfill(
+        settings_for(roots["backfill"]),
+        period_from="2026-09",
+        period_to="2026-09",
+        as_of=AS_OF,
+        orchestrated=False,
+    )
+    summary = report.as_json()
+    assert summary["relinkedVersions"] > 0 and summary["relinkedFiles"] > 0
+    assert summary["filesPublished"] > report.periods[0].files_written > 0
+    assert summary["customersTouched"] == 3 and summary["runsPublished"] == 1
+    assert state(roots["backfill"])["checkpoints"] == state(roots["nightly"])["checkpoints"]
+    assert published(roots["backfill"]) == published(roots["nightly"])
+    after = run_nightly(settings_for(roots["backfill"]), as_of=AS_OF, orchestrated=False)
+    assert (after.checkpoints.new_versions, after.publication.files) == (0, 0)
+
+
 def test_backfill_refuses_open_or_inverted_ranges(tmp_path: Path) -> None:
     from flows.errors import InvalidRequestError
 
