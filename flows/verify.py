@@ -47,11 +47,21 @@ def _is_hex64(value: object) -> bool:
 class Verifier:
     """Checks documents against a JWKS (`{"keys": [...]}`)."""
 
-    def __init__(self, jwks: dict[str, Any]) -> None:
+    def __init__(self, jwks: object) -> None:
         self.keys: dict[str, Any] = {}
-        for jwk in jwks.get("keys", []):
-            if jwk.get("kty") == "OKP" and jwk.get("crv") == "Ed25519" and "kid" in jwk:
-                self.keys[jwk["kid"]] = jwt.PyJWK(jwk, algorithm="EdDSA").key
+        self.problems: list[str] = []  # what is wrong with the JWKS itself
+        keys = jwks.get("keys") if isinstance(jwks, dict) else None
+        if not isinstance(keys, list):
+            self.problems.append('the JWKS is not an object with a "keys" list')
+            keys = []
+        for position, jwk in enumerate(keys):
+            if not isinstance(jwk, dict):
+                self.problems.append(f"keys[{position}] is not an object")
+            elif jwk.get("kty") == "OKP" and jwk.get("crv") == "Ed25519" and "kid" in jwk:
+                try:
+                    self.keys[jwk["kid"]] = jwt.PyJWK(jwk, algorithm="EdDSA").key
+                except (jwt.PyJWTError, TypeError, ValueError) as err:
+                    self.problems.append(f"key {jwk['kid']!r} is not an Ed25519 key ({err})")
 
     # -- pieces ---------------------------------------------------------------------------------
     def signature(
@@ -80,13 +90,18 @@ class Verifier:
         except jwt.PyJWTError as err:
             checks.add(f"{label}: signature", False, f"does not verify with key {kid} ({err})")
             return
-        wrong = {k: claims.get(k) for k, v in expected.items() if claims.get(k) != v}
+        wrong = [
+            f"{k} signed {claims.get(k)!r}, the document gives {v!r}"
+            for k, v in expected.items()
+            if claims.get(k) != v
+        ]
         checks.add(
             f"{label}: signature",
             not wrong,
             f"valid EdDSA signature by key {kid}"
             if not wrong
-            else f"signed claims differ: {wrong}",
+            else "a valid signature of another document (changed after it was signed?): "
+            + "; ".join(wrong),
         )
 
     def checkpoint(self, checks: Checks, label: str, document: dict[str, Any]) -> bool:
@@ -155,7 +170,14 @@ class Verifier:
         if not isinstance(entries, list):
             checks.add("export", False, "no checkpoints list")
             return checks
-        checks.add("export", True, f"{len(entries)} checkpoints of {scope}")
+        # Each checkpoint is signed; the export as a whole is not, so a checkpoint taken out of
+        # it cannot be noticed here (the API's export or a receipt is the other source).
+        checks.add(
+            "export",
+            True,
+            f"{len(entries)} checkpoints of {scope} (each one checked; that none is missing "
+            "cannot be: the export is not signed as a whole)",
+        )
         for entry in entries:
             body = entry.get("body") or {}
             label = f"checkpoint {body.get('customerId')}/{body.get('period')}"
@@ -259,23 +281,84 @@ def document_kind(document: object) -> str:
     return "unknown"
 
 
-def verify_document(document: object, jwks: dict[str, Any]) -> tuple[str, Checks]:
-    """(kind, checks) of a parsed document."""
+def verify_document(document: object, jwks: object) -> tuple[str, Checks]:
+    """(kind, checks) of a parsed document. A document of the wrong shape (a leaf that is not
+    an object, a fingerprint that is a number) fails a check that says where, never raises."""
     verifier = Verifier(jwks)
     kind = document_kind(document)
     assert isinstance(document, dict) or kind == "unknown"
+    checks = Checks()
+    if verifier.problems:
+        checks.add("jwks", False, "; ".join(verifier.problems[:5]))
+    problems = _shape_problems(kind, document)
+    if problems:
+        checks.add("document", False, f"not a {kind} of SPEC's shape: {'; '.join(problems[:5])}")
+        return kind, checks
+    try:
+        found = _checks_of(kind, document, verifier)
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError) as err:
+        found = Checks()
+        found.add("document", False, f"not a {kind} of SPEC's shape ({type(err).__name__}: {err})")
+    return kind, Checks([*checks, *found])
+
+
+def _shape_problems(kind: str, document: object) -> list[str]:
+    """Where the document's objects and lists are not where the checks expect them."""
+    problems: list[str] = []
+
+    def expect(value: object, kinds: type | tuple[type, ...], where: str) -> bool:
+        if not isinstance(value, kinds):
+            name = "an object" if kinds is dict else "a list" if kinds is list else "a string"
+            problems.append(f"{where} is not {name}")
+            return False
+        return True
+
+    def checkpoint(value: object, where: str) -> None:
+        if expect(value, dict, where):
+            assert isinstance(value, dict)
+            expect(value.get("body"), dict, f"{where}.body")
+            expect(value.get("fingerprint"), str, f"{where}.fingerprint")
+
+    def objects(value: object, where: str) -> list[dict[str, Any]]:
+        if not expect(value, list, where):
+            return []
+        assert isinstance(value, list)
+        return [v for i, v in enumerate(value) if expect(v, dict, f"{where}[{i}]")]
+
+    if not isinstance(document, dict):
+        return problems
+    if kind in ("receipt", "package"):
+        checkpoint(document.get("checkpoint"), "checkpoint")
     if kind == "receipt":
-        return kind, verifier.receipt(document)  # type: ignore[arg-type]
+        objects(document.get("leaves"), "leaves")
+        if "totals" in document:
+            expect(document["totals"], dict, "totals")
+    if kind == "package":
+        for i, link in enumerate(objects(document.get("chain", []), "chain")):
+            checkpoint(link, f"chain[{i}]")
+        for i, entry in enumerate(objects(document.get("entries"), "entries")):
+            expect(entry.get("leaf"), dict, f"entries[{i}].leaf")
+        expect(document.get("sample"), dict, "sample")
     if kind == "batch-export":
-        return kind, verifier.batch_export(document)  # type: ignore[arg-type]
+        for i, entry in enumerate(objects(document.get("checkpoints"), "checkpoints")):
+            checkpoint(entry, f"checkpoints[{i}]")
+    if kind == "checkpoint":
+        checkpoint(document, "the checkpoint")
+    return problems
+
+
+def _checks_of(kind: str, document: Any, verifier: Verifier) -> Checks:
+    if kind == "receipt":
+        return verifier.receipt(document)
+    if kind == "batch-export":
+        return verifier.batch_export(document)
     if kind == "package":
         from flows.packages import verify_package  # packages build on this module
 
-        return kind, verify_package(verifier, document)  # type: ignore[arg-type]
-    if kind == "checkpoint":
-        checks = Checks()
-        verifier.checkpoint(checks, "checkpoint", document)  # type: ignore[arg-type]
-        return kind, checks
+        return verify_package(verifier, document)
     checks = Checks()
-    checks.add("document", False, "not a receipt, package or checkpoint export")
-    return kind, checks
+    if kind == "checkpoint":
+        verifier.checkpoint(checks, "checkpoint", document)
+    else:
+        checks.add("document", False, "not a receipt, package or checkpoint export")
+    return checks

@@ -388,6 +388,42 @@ class TestOutputs:
         if tamper != "signature":
             assert "package: signature" in failed  # any change breaks the package signature
 
+    @pytest.mark.parametrize(
+        ("where", "value", "says"),
+        [
+            (("entries", 0), 5, "entries[0] is not an object"),
+            (("checkpoint",), "x", "checkpoint is not an object"),
+            (("chain", 0, "body"), "x", "chain[0].body is not an object"),
+            (("checkpoint", "fingerprint"), 5, "checkpoint.fingerprint is not a string"),
+            (("sample",), [], "sample is not an object"),
+        ],
+    )
+    def test_a_package_of_the_wrong_shape_fails_a_check(
+        self, outputs: Outputs, where: tuple, value: object, says: str
+    ) -> None:
+        """`verify` says what is wrong and where; it used to end in a traceback."""
+        package = self._package(outputs)
+        parent = package
+        for step in where[:-1]:
+            parent = parent[step]
+        parent[where[-1]] = value
+        _, checks = verify_document(package, jwks(outputs.ledger.settings))
+        [failed] = [c for c in checks if c.name == "document"]
+        assert not failed.ok and says in failed.detail, failed.detail
+
+    def test_a_malformed_jwks_is_a_failed_check(self, outputs: Outputs) -> None:
+        package = self._package(outputs)
+        _, checks = verify_document(package, {"keys": "x"})
+        assert [c.name for c in checks if not c.ok][:2] == ["jwks", "package: signature"]
+
+    def test_a_changed_package_says_which_claim_differs(self, outputs: Outputs) -> None:
+        package = self._package(outputs)
+        package["sample"]["nonce"] += "x"
+        _, checks = verify_document(package, jwks(outputs.ledger.settings))
+        [signature] = [c for c in checks if c.name == "package: signature"]
+        assert "changed after it was signed" in signature.detail
+        assert "the document gives" in signature.detail
+
     def _package(self, outputs: Outputs) -> dict[str, Any]:
         from flows.packages import store_package
 
