@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -91,6 +92,10 @@ def main_options(
 
 def _settings(**overrides: Any) -> Settings:
     return get_settings().with_overrides(**overrides)
+
+
+def _is_month(value: str) -> bool:
+    return re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", value) is not None
 
 
 def _parse_date(value: str | None, option: str) -> date | None:
@@ -174,6 +179,10 @@ def generate(
     ] = 0.0,
 ) -> None:
     """Write realistic synthetic landing files, seeded and reproducible."""
+    if end_month is not None and not _is_month(end_month):
+        raise typer.BadParameter(
+            f"{end_month!r} is not a month (YYYY-MM)", param_hint="--end-month"
+        )
     from flows.generate import generate_landing_files
     from transforms.synthetic import GeneratorSpec
 
@@ -617,6 +626,11 @@ def main() -> None:
             raise
         console.print(f"[red]error[/] {err.code}: {err.message}")
         sys.exit(1)
+    except OSError as err:  # a path the command was given: missing, a folder, not writable
+        if _state["debug"]:
+            raise
+        console.print(f"[red]error[/] IO_ERROR: {err}")
+        sys.exit(1)
 
 
 # --- checkpoints, receipts, verification ------------------------------------------------------
@@ -640,21 +654,34 @@ def keys_list(output: Output = None) -> None:
 def keys_rotate(output: Output = None) -> None:
     """Make a new signing key the active one; old keys stay in the JWKS."""
     from flows.publish import publish_jwks
-    from flows.signing import create_signing_key
+    from flows.signing import activate_signing_key, add_signing_key
 
     settings = _settings(output=output)
-    kid = create_signing_key(settings)
+    # Published before it signs anything: a key that failed to reach the JWKS would sign
+    # packages nobody can verify. If publishing fails, the old key stays active.
+    kid = add_signing_key(settings)
     path = publish_jwks(settings)
+    activate_signing_key(settings, kid)
     console.print(f"[green]new signing key[/] {kid}; JWKS written to {settings.output}/{path}")
 
 
-def _customer(tenant: str, env: str, customer: str):  # -> Customer
-    from flows.errors import InvalidRequestError
+def _customer(con: Any, tenant: str, env: str, customer: str, period: str | None):  # -> Customer
+    """The customer, refused as the API refuses it: a bad --env or --period, or a customer
+    the warehouse does not have in that tenant and environment."""
+    from flows.errors import InvalidRequestError, NotFoundError
     from flows.fingerprints import Customer
+    from flows.warehouse import fetch_one
 
     if env not in ("sandbox", "production"):
         raise InvalidRequestError("env", f"--env must be sandbox or production, not {env!r}")
-    return Customer(tenant, env, customer)
+    if period is not None and not _is_month(period):
+        raise InvalidRequestError("period", f"--period must be a month, YYYY-MM, not {period!r}")
+    who = Customer(tenant, env, customer)
+    key = {"tenant_id": tenant, "environment": env, "customer_id": customer}
+    (exists,) = fetch_one(con, "api_customer_exists", key)
+    if not exists:
+        raise NotFoundError(f"tenant {tenant!r} has no customer {customer!r} in {env}")
+    return who
 
 
 def _read_warehouse(warehouse: Path | None):  # -> DuckDBPyConnection
@@ -670,12 +697,19 @@ def _read_warehouse(warehouse: Path | None):  # -> DuckDBPyConnection
         raise ConfigError(f"no warehouse at {settings.warehouse}; run `tallyproof run` first")
     try:
         return connect(settings.warehouse, read_only=True)
-    except (duckdb.IOException, duckdb.ConnectionException):
+    except (duckdb.IOException, duckdb.ConnectionException) as err:
         # A run holds the warehouse (another process, or this one): read the snapshot the
         # last run left, as the API does.
         snapshot = current_snapshot(settings)
         if snapshot is None:
-            raise
+            from flows.errors import ConfigError, WarehouseBusyError
+
+            if "lock" in str(err).lower():
+                raise WarehouseBusyError(
+                    "a run is writing the warehouse and no run has left a snapshot to read "
+                    "yet; try again when it ends"
+                ) from err
+            raise ConfigError(f"cannot open the warehouse {settings.warehouse}: {err}") from err
         console.print(f"[yellow]a run is writing the warehouse; reading {snapshot.name}[/]")
         return connect(snapshot, read_only=True)
 
@@ -697,7 +731,7 @@ def receipt(
 
     con = _read_warehouse(warehouse)
     try:
-        document = build_receipt(con, _customer(tenant, env, customer), period)
+        document = build_receipt(con, _customer(con, tenant, env, customer, period), period)
     finally:
         con.close()
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
@@ -726,9 +760,9 @@ def package(
     from flows.storage import open_location
 
     settings = _settings(warehouse=warehouse, output=output)
-    who = _customer(tenant, env, customer)
     con = _read_warehouse(warehouse)
     try:
+        who = _customer(con, tenant, env, customer, period)
         document = build_package(
             con,
             who,
@@ -766,7 +800,10 @@ def fingerprints(
     con = _read_warehouse(warehouse)
     try:
         found = fingerprint_candidates(
-            con, _customer(tenant, env, customer), period=period, fingerprint=fingerprint
+            con,
+            _customer(con, tenant, env, customer, period),
+            period=period,
+            fingerprint=fingerprint,
         )
     finally:
         con.close()
@@ -801,7 +838,12 @@ def verify(
     except ValueError as err:
         console.print(f"[red]FAIL[/] {document} is not JSON ({err})")
         raise typer.Exit(1) from None
-    kind, checks = verify_document(parsed, json.loads(_read_uri(jwks_source)))
+    try:
+        keys = json.loads(_read_uri(jwks_source))
+    except ValueError as err:
+        console.print(f"[red]FAIL[/] the JWKS {jwks_source} is not JSON ({err})")
+        raise typer.Exit(1) from None
+    kind, checks = verify_document(parsed, keys)
     if as_json:
         out.print_json(
             json.dumps(
@@ -845,7 +887,9 @@ def _read_uri(uri: str) -> bytes:
 @app.command()
 def api(
     host: Annotated[str | None, typer.Option(envvar="TALLYPROOF_API_HOST")] = None,
-    port: Annotated[int | None, typer.Option(envvar="TALLYPROOF_API_PORT")] = None,
+    port: Annotated[
+        int | None, typer.Option(envvar="TALLYPROOF_API_PORT", min=1, max=65535)
+    ] = None,
     output: Output = None,
     warehouse: Warehouse = None,
 ) -> None:

@@ -84,4 +84,20 @@ class Settings(BaseSettings):
 
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    """The settings from the environment; a variable of the wrong kind is a ConfigError that
+    names it, not a traceback."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from flows.errors import ConfigError
+
+    try:
+        return Settings()
+    except ValidationError as err:
+        problems = [
+            f"TALLYPROOF_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in err.errors()
+        ]
+        raise ConfigError("; ".join(problems)) from err
+    except SettingsError as err:  # a list or object variable that is not JSON
+        raise ConfigError(str(err)) from err

@@ -115,6 +115,7 @@ def ingest_inbox(
 
     With `rehash`, every file is read and hashed, even one unchanged since it was last hashed."""
     location = open_location(inbox)
+    location.require_folder("inbox")
     files = location.list_files()
     summary = IngestSummary(files_seen=len(files))
     known = set(query_frame(con, "select_ingested_hashes")["sha256"].to_list())

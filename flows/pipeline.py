@@ -21,7 +21,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.checkpoints import CheckpointSummary, checkpoint_customers, last_period
 from flows.config import Settings, get_settings
-from flows.errors import StorageError
+from flows.errors import ConfigError, StorageError
 from flows.ingest import IngestSummary, ingest_inbox
 from flows.keys import salt_key
 from flows.locks import writer_lock
@@ -89,11 +89,14 @@ class RunReport:
 
 @contextmanager
 def open_warehouse(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
-    con = connect(
-        settings.warehouse,
-        threads=settings.duckdb_threads,
-        memory_limit=settings.duckdb_memory_limit,
-    )
+    try:
+        con = connect(
+            settings.warehouse,
+            threads=settings.duckdb_threads,
+            memory_limit=settings.duckdb_memory_limit,
+        )
+    except duckdb.IOException as err:  # a folder, or a file that is not a DuckDB database
+        raise ConfigError(f"cannot open the warehouse {settings.warehouse}: {err}") from err
     try:
         ensure_schema(con)
         yield con

@@ -58,17 +58,28 @@ def _folder(settings: Settings) -> Path:
 
 def create_signing_key(settings: Settings) -> str:
     """Make a new key, make it the active one, and return its kid."""
+    kid = add_signing_key(settings)
+    activate_signing_key(settings, kid)
+    return kid
+
+
+def add_signing_key(settings: Settings) -> str:
+    """Make a new key, not yet active (it is in the JWKS from now on); return its kid."""
     private = Ed25519PrivateKey.generate()
     kid = key_id(private.public_key())
     pem = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     write_secret_file(_folder(settings) / f"{kid}.pem", pem)
+    return kid
+
+
+def activate_signing_key(settings: Settings, kid: str) -> None:
+    """Make `kid` the key new signatures use."""
     active = _folder(settings) / ACTIVE
     temporary = active.with_name(f".{ACTIVE}.{os.getpid()}")
     temporary.write_text(kid + "\n")
     temporary.replace(active)
-    return kid
 
 
 def active_signing_key(settings: Settings) -> SigningKey:

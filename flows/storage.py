@@ -119,6 +119,19 @@ class Location:
         """Forget which folders exist (after deleting some)."""
         self._folders.clear()
 
+    def require_folder(self, role: str) -> None:
+        """Refuse a location that is not there: a local folder that does not exist, or an S3
+        bucket that does not (an S3 prefix exists once something is under it, so an empty
+        one is fine). A run from a mistyped inbox would otherwise succeed, night after night,
+        having found nothing."""
+        base = self.root.split("/", 1)[0] if self.is_s3 else self.root
+        info = self._call("look up", lambda: self.fs.get_file_info(base or "/"))
+        if info.type != pafs.FileType.Directory:
+            raise StorageError(
+                f"the {role} {self.uri} does not exist"
+                + (" (no such bucket)" if self.is_s3 else " (or is not a folder)")
+            )
+
     def list_files(self, prefix: str = "") -> list[StoredFile]:
         """Every file below `prefix`, sorted by relative path; names starting with `.` or `_`
         (uploads in progress, markers, staging) are left out."""

@@ -174,3 +174,101 @@ def test_every_option_reads_its_variable(monkeypatch: pytest.MonkeyPatch) -> Non
     help_text = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).output
     for name in ("TALLYPROOF_INBOX", "TALLYPROOF_RUN_AS_OF", "TALLYPROOF_RUN_JSON"):
         assert name in help_text
+
+
+def test_a_rotation_that_cannot_publish_keeps_the_old_key(ledger: Ledger, tmp_path) -> None:
+    """A key is active only once the JWKS that lists it is published: packages signed by a
+    key missing from the JWKS would verify nowhere."""
+    from flows.signing import active_signing_key, jwks
+
+    before = active_signing_key(ledger.settings).kid
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    failed = CliRunner().invoke(app, ["keys", "rotate", "--output", str(blocked / "out")])
+    assert failed.exit_code == 1
+    assert active_signing_key(ledger.settings).kid == before
+    rotated = CliRunner().invoke(app, ["keys", "rotate"])
+    assert rotated.exit_code == 0, rotated.output
+    after = active_signing_key(ledger.settings).kid
+    assert after != before and after in rotated.output
+    assert {before, after} <= {k["kid"] for k in jwks(ledger.settings)["keys"]}
+
+
+def _main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> tuple:
+    """(exit code, stderr) of the installed command's entry point, in this process."""
+    from flows.cli import main
+
+    monkeypatch.setattr("sys.argv", ["tallyproof", *args])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    return exited.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "code", "says"),
+    [
+        (["runs"], {"TALLYPROOF_WORKERS": "0"}, 1, "CONFIG_ERROR: TALLYPROOF_WORKERS"),
+        (["runs"], {"TALLYPROOF_LOCK_WAIT_SECONDS": "abc"}, 1, "TALLYPROOF_LOCK_WAIT_SECONDS"),
+        (["generate", "--end-month", "2026-13"], {}, 2, "--end-month"),
+        (["api", "--port", "99999"], {}, 2, "--port"),
+        (["verify", "."], {}, 1, "IO_ERROR"),
+        (["receipt", "--tenant", "acme", "--customer", "c1", "--period", "x"], {}, 1, "--period"),
+        (
+            ["receipt", "--tenant", "nope", "--customer", "c1", "--period", "2026-03"],
+            {},
+            1,
+            "NOT_FOUND: tenant 'nope' has no customer 'c1'",
+        ),
+        (["fingerprints", "--tenant", "acme", "--customer", "nobody"], {}, 1, "NOT_FOUND"),
+        (
+            [
+                "receipt",
+                "--tenant",
+                "acme",
+                "--customer",
+                "c1",
+                "--period",
+                "2026-03",
+                "--out",
+                "/nonexistent/r.json",
+            ],
+            {},
+            1,
+            "IO_ERROR",
+        ),
+    ],
+)
+def test_a_known_mistake_is_one_line(
+    ledger: Ledger,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    args: list[str],
+    env: dict[str, str],
+    code: int,
+    says: str,
+) -> None:
+    """Found by a review: each of these ended in a traceback (or, for an unknown customer,
+    in a message about a missing checkpoint)."""
+    from flows.config import get_settings
+
+    ledger.land_csv("a.csv", csv_row("d1", occurred_at="2026-03-01T00:00:00Z"))
+    ledger.run(as_of=date(2026, 4, 2))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        exit_code, stderr = _main(monkeypatch, capsys, *args)
+    finally:
+        get_settings.cache_clear()
+    assert exit_code == code and says in stderr and "Traceback" not in stderr, stderr
+
+
+def test_a_warehouse_that_is_not_one_is_a_config_error(ledger: Ledger, tmp_path) -> None:
+    from flows.errors import ConfigError
+    from flows.pipeline import open_warehouse
+
+    not_duckdb = tmp_path / "notes.txt"
+    not_duckdb.write_text("hello")
+    settings = ledger.settings.with_overrides(warehouse=not_duckdb)
+    with pytest.raises(ConfigError, match="cannot open the warehouse"), open_warehouse(settings):
+        pass

@@ -189,3 +189,14 @@ def test_metadata_messages_speak_json(ledger: Ledger, metadata: str, says: str) 
     ledger.ingest()
     [(message,)] = ledger.rows("SELECT message FROM quarantine")
     assert says in message
+
+
+def test_an_inbox_that_is_not_there_fails_the_run(ledger: Ledger) -> None:
+    """A mistyped inbox used to make a successful run that had found nothing."""
+    from flows.errors import StorageError
+
+    ledger.inbox.rmdir()
+    with pytest.raises(StorageError, match="does not exist"):
+        ledger.ingest()
+    ledger.inbox.mkdir()  # an empty inbox is fine
+    assert ledger.ingest().files_seen == 0
