@@ -102,6 +102,8 @@ def _parse_date(value: str | None, option: str) -> date | None:
     if value is None:
         return None
     try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):  # fromisoformat also takes 20261201
+            raise ValueError(value)
         return date.fromisoformat(value)
     except ValueError:
         raise typer.BadParameter(
@@ -563,6 +565,7 @@ def demo(
     from flows.pipeline import nightly_flow
     from transforms.synthetic import GeneratorSpec
 
+    run_date = _parse_date(as_of, "--as-of")  # before anything is written
     settings = _settings()
     spec = GeneratorSpec(
         tenants=2,
@@ -577,9 +580,7 @@ def demo(
         f"[green]generated[/] {made.files} landing files ({made.rows:,} rows, a few "
         f"deliberately bad) in {settings.inbox}"
     )
-    summary = _with_progress(
-        True, lambda: nightly_flow(as_of=_parse_date(as_of, "--as-of"), **_locations(settings))
-    )
+    summary = _with_progress(True, lambda: nightly_flow(as_of=run_date, **_locations(settings)))
     print_run_summary(summary)
     root = settings.output.rstrip("/")
     glob = f"{root}/parquet/deltas/**/*.parquet"

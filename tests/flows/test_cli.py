@@ -31,6 +31,7 @@ def test_runs_lists_recent_runs(ledger: Ledger) -> None:
     assert rows[1]["summary"]["rowsAccepted"] == 1
     assert rows[1]["summary"]["rowsQuarantined"] == 1
     assert rows[1]["as_of"] == "2026-04-02"
+    assert rows[1]["publication_id"] == first.run_id  # each run published its own changes
     for key in ("started_at", "finished_at", "published_at"):
         assert rows[1][key].endswith("Z")
         assert datetime.fromisoformat(rows[1][key]).tzinfo is not None
@@ -210,6 +211,8 @@ def _main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args:
         (["runs"], {"TALLYPROOF_WORKERS": "0"}, 1, "CONFIG_ERROR: TALLYPROOF_WORKERS"),
         (["runs"], {"TALLYPROOF_LOCK_WAIT_SECONDS": "abc"}, 1, "TALLYPROOF_LOCK_WAIT_SECONDS"),
         (["generate", "--end-month", "2026-13"], {}, 2, "--end-month"),
+        (["run", "--as-of", "20260402"], {}, 2, "--as-of"),  # ISO's basic form is not taken
+        (["demo", "--as-of", "2026-13-01"], {}, 2, "--as-of"),
         (["api", "--port", "99999"], {}, 2, "--port"),
         (["verify", "."], {}, 1, "IO_ERROR"),
         (["receipt", "--tenant", "acme", "--customer", "c1", "--period", "x"], {}, 1, "--period"),

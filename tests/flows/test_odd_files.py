@@ -200,3 +200,14 @@ def test_an_inbox_that_is_not_there_fails_the_run(ledger: Ledger) -> None:
         ledger.ingest()
     ledger.inbox.mkdir()  # an empty inbox is fine
     assert ledger.ingest().files_seen == 0
+
+
+def test_an_s3_inbox_needs_its_bucket_not_its_prefix(s3_bucket: str) -> None:
+    """On S3 a prefix exists once something is under it: an empty one is an empty inbox, and
+    only a missing bucket is a missing inbox."""
+    from flows.errors import StorageError
+    from flows.storage import open_location
+
+    open_location(f"s3://{s3_bucket}/nothing/yet").require_folder("inbox")
+    with pytest.raises(StorageError, match="no such bucket"):
+        open_location(f"s3://{s3_bucket}-missing/in").require_folder("inbox")
