@@ -10,18 +10,16 @@ from typing import Any
 
 import duckdb
 
+from flows.checkpoints import is_period
 from flows.clock import instant_text
-from flows.errors import InvalidRequestError, NotFoundError
+from flows.errors import InvalidRequestError
 from transforms.amounts import format_amount
-
-PERIOD = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
-CUSTOMER_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 
 def parse_period(value: str | None, parameter: str = "period") -> str:
     if value is None:
         raise InvalidRequestError(parameter, f"{parameter} is required (YYYY-MM)")
-    if not PERIOD.fullmatch(value):
+    if not is_period(value):
         raise InvalidRequestError(parameter, f"{parameter} must be a month, YYYY-MM")
     return value
 
@@ -73,17 +71,10 @@ def require_customer(
     cursor: duckdb.DuckDBPyConnection, tenant_id: str, environment: str, customer_id: str
 ) -> None:
     """404, the same for a customer of another tenant or environment as for none at all."""
-    from flows.warehouse import fetch_one
+    from flows.fingerprints import Customer
+    from flows.fingerprints import require_customer as require
 
-    if CUSTOMER_ID.fullmatch(customer_id) and customer_id not in (".", ".."):
-        (exists,) = fetch_one(
-            cursor,
-            "api_customer_exists",
-            {"tenant_id": tenant_id, "environment": environment, "customer_id": customer_id},
-        )
-        if exists:
-            return
-    raise NotFoundError(f"no customer {customer_id!r}", details={"customerId": customer_id})
+    require(cursor, Customer(tenant_id, environment, customer_id))
 
 
 def instant(value: datetime | None) -> str | None:

@@ -31,7 +31,13 @@ import duckdb
 import polars as pl
 from prefect import flow
 
-from flows.checkpoints import CUSTOMER, CheckpointSummary, checkpoint_customers, last_period
+from flows.checkpoints import (
+    CUSTOMER,
+    CheckpointSummary,
+    checkpoint_customers,
+    is_period,
+    last_period,
+)
 from flows.config import Settings, get_settings
 from flows.errors import InvalidRequestError
 from flows.locks import writer_lock
@@ -128,7 +134,7 @@ def run_backfill(
     as_of = as_of or datetime.now(UTC).date()
     closed = last_period(as_of, include_open_period=False)
     for name, value in (("from", period_from), ("to", period_to)):
-        if not _is_period(value):
+        if not is_period(value):
             raise InvalidRequestError(name, f"--{name} must be a month, YYYY-MM")
     if period_from > period_to:
         raise InvalidRequestError("from", "--from must not be after --to")
@@ -171,16 +177,6 @@ def _backfill_warehouse(
             yield con, dry
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _is_period(value: str) -> bool:
-    return (
-        len(value) == 7
-        and value[4] == "-"
-        and value[:4].isdigit()
-        and value[5:].isdigit()
-        and 1 <= int(value[5:]) <= 12
-    )
 
 
 def _backfill(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -52,6 +53,14 @@ class CheckpointSummary:
     leaves_hashed: int = 0
     new_versions: int = 0
     first_versions: int = 0
+
+
+PERIOD = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
+
+
+def is_period(value: str) -> bool:
+    """Whether `value` is a period as SPEC section 1 writes it, YYYY-MM."""
+    return PERIOD.fullmatch(value) is not None
 
 
 def last_period(as_of: date, include_open_period: bool) -> str:
@@ -335,7 +344,7 @@ def ensure_checkpoint(
     writer lock: concurrent requests for one scope make one version, not two. A period of the
     future cannot be checkpointed; the open one can. Returns (latest row, whether it is new).
     """
-    from flows.errors import NotFoundError, UnprocessableError
+    from flows.errors import UnprocessableError
     from flows.pipeline import open_warehouse
     from flows.receipts import latest_checkpoint
     from flows.runs import finish_run, new_run_id, start_run
@@ -354,10 +363,7 @@ def ensure_checkpoint(
             who_params = {k: v for k, v in customer.params().items() if k != "period"}
             activity = query_frame(con, "api_select_customer_periods", who_params)
             if activity.is_empty():
-                raise NotFoundError(
-                    f"no customer {customer.customer_id!r}",
-                    details={"customerId": customer.customer_id},
-                )
+                raise customer.not_found()
             if period not in set(activity["period"].to_list()):
                 raise UnprocessableError(
                     f"{customer.customer_id!r} has no accepted deltas in {period}",

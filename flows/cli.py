@@ -94,10 +94,6 @@ def _settings(**overrides: Any) -> Settings:
     return get_settings().with_overrides(**overrides)
 
 
-def _is_month(value: str) -> bool:
-    return re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", value) is not None
-
-
 def _parse_date(value: str | None, option: str) -> date | None:
     if value is None:
         return None
@@ -181,7 +177,9 @@ def generate(
     ] = 0.0,
 ) -> None:
     """Write realistic synthetic landing files, seeded and reproducible."""
-    if end_month is not None and not _is_month(end_month):
+    from flows.checkpoints import is_period
+
+    if end_month is not None and not is_period(end_month):
         raise typer.BadParameter(
             f"{end_month!r} is not a month (YYYY-MM)", param_hint="--end-month"
         )
@@ -669,19 +667,16 @@ def keys_rotate(output: Output = None) -> None:
 def _customer(con: Any, tenant: str, env: str, customer: str, period: str | None):  # -> Customer
     """The customer, refused as the API refuses it: a bad --env or --period, or a customer
     the warehouse does not have in that tenant and environment."""
-    from flows.errors import InvalidRequestError, NotFoundError
-    from flows.fingerprints import Customer
-    from flows.warehouse import fetch_one
+    from flows.checkpoints import is_period
+    from flows.errors import InvalidRequestError
+    from flows.fingerprints import Customer, require_customer
 
     if env not in ("sandbox", "production"):
         raise InvalidRequestError("env", f"--env must be sandbox or production, not {env!r}")
-    if period is not None and not _is_month(period):
+    if period is not None and not is_period(period):
         raise InvalidRequestError("period", f"--period must be a month, YYYY-MM, not {period!r}")
     who = Customer(tenant, env, customer)
-    key = {"tenant_id": tenant, "environment": env, "customer_id": customer}
-    (exists,) = fetch_one(con, "api_customer_exists", key)
-    if not exists:
-        raise NotFoundError(f"tenant {tenant!r} has no customer {customer!r} in {env}")
+    require_customer(con, who)
     return who
 
 

@@ -12,14 +12,15 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from flows.errors import InvalidRequestError
-from flows.warehouse import query_frame, staged
+from flows.errors import InvalidRequestError, NotFoundError
+from flows.warehouse import fetch_one, query_frame, staged
 from transforms import merkle
 from transforms.leaves import leaf_text
 from transforms.ledger import TREE
 from transforms.period_roots import leaf_hashes
 
 FINGERPRINT_PREFIX = re.compile(r"[0-9a-f]{8,64}")
+CUSTOMER_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,24 @@ class Customer:
     def frame(self) -> pl.DataFrame:
         """The customer as a one-row frame of tenant_id, environment and customer_id."""
         return pl.DataFrame([asdict(self)])
+
+    def not_found(self) -> NotFoundError:
+        """The answer for a customer the tenant does not have in the environment: the same
+        whether it exists in another tenant or environment or nowhere (SPEC section 7)."""
+        return NotFoundError(
+            f"tenant {self.tenant_id!r} has no customer {self.customer_id!r} in {self.environment}",
+            details={"customerId": self.customer_id},
+        )
+
+
+def require_customer(con: duckdb.DuckDBPyConnection, customer: Customer) -> None:
+    """Raise `customer.not_found()` unless the warehouse has an accepted delta of it."""
+    if CUSTOMER_ID.fullmatch(customer.customer_id) and customer.customer_id not in (".", ".."):
+        key = {k: v for k, v in customer.params().items() if k != "period"}
+        (exists,) = fetch_one(con, "api_customer_exists", key)
+        if exists:
+            return
+    raise customer.not_found()
 
 
 def tree_leaves(con: duckdb.DuckDBPyConnection, trees: pl.DataFrame) -> pl.DataFrame:
