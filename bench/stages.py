@@ -35,6 +35,7 @@ from flows.config import Settings  # noqa: E402
 from flows.fingerprints import tree_leaves  # noqa: E402
 from flows.generate import generate_landing_files  # noqa: E402
 from flows.pipeline import RunReport, open_warehouse, run_nightly  # noqa: E402
+from flows.snapshots import snapshot_dir  # noqa: E402
 from flows.warehouse import query_frame  # noqa: E402
 from transforms.leaves import leaf_text  # noqa: E402
 from transforms.ledger import TREE  # noqa: E402
@@ -154,7 +155,7 @@ def main() -> None:
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="tallyproof-bench-"))
     settings = bench_settings(workdir)
-    for folder in (settings.inbox, settings.output, settings.data_dir / "snapshots"):
+    for folder in (settings.inbox, settings.output, snapshot_dir(settings)):
         shutil.rmtree(folder, ignore_errors=True)
     Path(settings.warehouse).unlink(missing_ok=True)
     spec = GeneratorSpec(

@@ -2,8 +2,10 @@
 
 DuckDB lets one process write a database file, and no other process open it meanwhile. So the
 API never opens the warehouse: at the end of every run the writer copies the (checkpointed,
-closed) warehouse file to `snapshots/<id>.duckdb` and then switches `snapshots/CURRENT` to it.
-Readers follow CURRENT; each response comes from one snapshot, the one before a run or the one
+closed) warehouse file to `<warehouse>.snapshots/<id>.duckdb` and then switches CURRENT in that
+folder to it. The folder sits beside its warehouse and is named after it (as DuckDB names its
+`.wal`), so two warehouses never share snapshots, whatever their data folders. Readers follow
+CURRENT; each response comes from one snapshot, the one before a run or the one
 after it. Old snapshots are deleted once two newer ones exist (a reader still holding one keeps
 reading it: on POSIX an open file outlives its name).
 """
@@ -25,7 +27,9 @@ COPY_THREADS = 4
 
 
 def snapshot_dir(settings: Settings) -> Path:
-    return Path(settings.data_dir) / "snapshots"
+    """`data/warehouse.duckdb.snapshots` for `data/warehouse.duckdb`."""
+    warehouse = Path(settings.warehouse)
+    return warehouse.with_name(warehouse.name + ".snapshots")
 
 
 def take_snapshot(settings: Settings, snapshot_id: str) -> Path:

@@ -61,3 +61,17 @@ def test_the_two_newest_snapshots_are_kept_and_the_last_is_current(tmp_path: Pat
         os.utime(newest, (number, number))  # mtimes in order, whatever the clock's resolution
     folder = snapshots.snapshot_dir(settings)
     assert sorted(p.name for p in folder.iterdir()) == ["CURRENT", "run_2.duckdb", "run_3.duckdb"]
+
+
+def test_warehouses_sharing_a_data_folder_keep_their_own_snapshots(tmp_path: Path) -> None:
+    first = Settings(data_dir=tmp_path, warehouse=tmp_path / "first.duckdb")
+    second = Settings(data_dir=tmp_path, warehouse=tmp_path / "elsewhere" / "second.duckdb")
+    for settings in (first, second):
+        Path(settings.warehouse).parent.mkdir(exist_ok=True)
+        Path(settings.warehouse).write_bytes(Path(settings.warehouse).name.encode())
+        take_snapshot(settings, "run_1")
+    for settings in (first, second):
+        current = current_snapshot(settings)
+        assert current is not None
+        assert current.parent == Path(f"{settings.warehouse}.snapshots")
+        assert current.read_bytes() == Path(settings.warehouse).name.encode()
