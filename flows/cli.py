@@ -263,7 +263,10 @@ class _OwnErrorsInOneLine(logging.Filter):
 
 
 def _flow_with_runner(flow_: Any, settings: Settings) -> Any:
-    from flows.runners import task_runner
+    """The flow on the configured task runner, once a Dask scheduler it names has answered."""
+    from flows.runners import check_runner, task_runner
+
+    check_runner(settings)
 
     # Importing the flow has set up Prefect's logging: its console handler is on the root logger.
     for handler in logging.getLogger().handlers:
@@ -461,13 +464,25 @@ def schedule(
     dask_address: DaskAddress = None,
 ) -> None:
     """Serve the nightly deployment on its cron schedule (needs a Prefect server)."""
-    if not os.environ.get("PREFECT_API_URL"):
-        from flows.errors import ConfigError
+    from flows.errors import ConfigError
 
+    start_one = (
+        "start one with `uv run prefect server start`, then set PREFECT_API_URL="
+        "http://127.0.0.1:4200/api (or run `tallyproof run` from cron; see the README)"
+    )
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    api_url = PREFECT_API_URL.value()  # the variable, or the active Prefect profile
+    if not api_url:
+        raise ConfigError(f"schedules need a Prefect server: {start_one}")
+
+    with get_client(sync_client=True) as client:
+        failure = client.api_healthcheck()
+    if failure is not None:
         raise ConfigError(
-            "schedules need a Prefect server: start one with `uv run prefect server "
-            "start`, then set PREFECT_API_URL=http://127.0.0.1:4200/api "
-            "(or run `tallyproof run` from cron; see the README)"
+            f"the Prefect server at PREFECT_API_URL={api_url} does not answer ({failure}): "
+            + start_one
         )
     settings = _run_settings(inbox, output, warehouse, runner, dask_address)
     served, options = nightly_deployment(

@@ -12,10 +12,10 @@ import typer
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.errors import StorageError
+from flows.errors import ConfigError, StorageError
 from flows.locks import writer_lock
 from flows.warehouse import connect
-from tests.conftest import Ledger, csv_row
+from tests.conftest import Ledger, _free_port, csv_row
 
 
 def test_runs_lists_recent_runs(ledger: Ledger) -> None:
@@ -106,6 +106,33 @@ def test_a_failed_run_leaves_prefects_tracebacks_to_debug(
     # Filtered as Prefect's console is: every handler on the root logger
     assert "Finished in state Failed" in caplog.text  # which task failed, in one line
     assert ("Traceback" in caplog.text) is debug
+
+
+@pytest.mark.parametrize("command", [["run"], ["backfill", "--from", "2026-03", "--to", "2026-03"]])
+def test_an_unreachable_dask_scheduler_fails_before_the_warehouse_is_touched(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    """prefect-dask connects at the first shard, after ingest and checkpoints have committed;
+    the command asks the scheduler first, so a wrong address changes nothing."""
+    from flows import runners
+
+    monkeypatch.setattr(runners, "SCHEDULER_TIMEOUT_SECONDS", 1.0)
+    ledger.land_csv("a.csv", csv_row("d1", occurred_at="2026-03-01T00:00:00Z"))
+    address = f"tcp://127.0.0.1:{_free_port()}"  # nothing listens there
+    result = CliRunner().invoke(app, [*command, "--dask-address", address, "--as-of", "2026-04-02"])
+    assert isinstance(result.exception, ConfigError), result.output
+    assert address in str(result.exception) and "--dask-address" in str(result.exception)
+    assert not ledger.settings.warehouse.exists()
+
+
+def test_a_dask_scheduler_that_answers_passes_the_check() -> None:
+    from distributed import LocalCluster
+
+    from flows.config import Settings
+    from flows.runners import check_runner
+
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster:
+        check_runner(Settings(dask_address=cluster.scheduler_address))
 
 
 @pytest.mark.usefixtures("prefect_harness")

@@ -527,11 +527,28 @@ def test_the_nightly_deployment_carries_its_schedule_parameters_and_runner(
 
 
 def test_schedule_needs_a_prefect_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
     from typer.testing import CliRunner
 
     from flows.cli import app
 
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    result = CliRunner().invoke(app, ["schedule"])
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        result = CliRunner().invoke(app, ["schedule"])
     assert result.exit_code != 0
     assert "prefect server start" in str(result.exception)
+
+
+def test_schedule_says_when_its_prefect_server_does_not_answer() -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from flows.errors import ConfigError
+    from tests.conftest import _free_port
+
+    url = f"http://127.0.0.1:{_free_port()}/api"  # nothing listens there
+    with temporary_settings({PREFECT_API_URL: url}):
+        result = CliRunner().invoke(app, ["schedule"])
+    assert isinstance(result.exception, ConfigError), result.output
+    assert url in str(result.exception) and "prefect server start" in str(result.exception)
