@@ -840,17 +840,17 @@ def verify(
 ) -> None:
     """Check a receipt, package or checkpoint export offline; exit 0 only if all checks pass."""
     from flows.publish import JWKS_PATH
-    from flows.verify import verify_document
+    from flows.verify import parse_json, verify_document
 
     data = _read_uri(document)
     jwks_source = jwks_file or f"{_settings(output=output).output.rstrip('/')}/{JWKS_PATH}"
     try:
-        parsed = json.loads(data)
+        parsed = parse_json(data)
     except ValueError as err:
         console.print(f"[red]FAIL[/] {document} is not JSON ({err})")
         raise typer.Exit(1) from None
     try:
-        keys = json.loads(_read_uri(jwks_source))
+        keys = parse_json(_read_uri(jwks_source))
     except ValueError as err:
         console.print(f"[red]FAIL[/] the JWKS {jwks_source} is not JSON ({err})")
         raise typer.Exit(1) from None

@@ -35,7 +35,7 @@ from flows.publish import LATEST, read_latest
 from flows.receipts import build_receipt
 from flows.signing import active_signing_key, jwks
 from flows.storage import PENDING, STAGING, Location, open_location
-from flows.verify import verify_document
+from flows.verify import parse_json, verify_document
 from flows.warehouse import connect
 from tests.conftest import Ledger, csv_row
 
@@ -415,6 +415,30 @@ class TestOutputs:
         package = self._package(outputs)
         _, checks = verify_document(package, {"keys": "x"})
         assert [c.name for c in checks if not c.ok][:2] == ["jwks", "package: signature"]
+
+    def test_a_balance_too_large_for_any_decimal_fails_a_check(self, outputs: Outputs) -> None:
+        """A receipt is not signed as a whole: anyone can hand one over with `1e999999999`."""
+        package = self._package(outputs)
+        package["checkpoint"]["body"]["credits"] = "1e999999999"
+        _, checks = verify_document(package, jwks(outputs.ledger.settings))
+        failed = {c.name: c.detail for c in checks if not c.ok}
+        assert "not a decimal" in failed["checkpoint: body"]
+
+    def test_a_key_twice_in_one_object_is_refused(self) -> None:
+        """One reader takes the first `amount`, another the last: verify reads neither."""
+        with pytest.raises(ValueError, match="'amount' appears twice"):
+            parse_json('{"leaves": [{"amount": "1000000", "amount": "100"}]}')
+        assert parse_json('{"a": {"b": 1}, "b": 2}') == {"a": {"b": 1}, "b": 2}
+
+    def test_a_jwks_whose_kid_is_not_its_keys_is_refused(self, outputs: Outputs) -> None:
+        package = self._package(outputs)
+        keys = jwks(outputs.ledger.settings)
+        for key in keys["keys"]:
+            key["kid"] = "0" * 16
+        _, checks = verify_document(package, keys)
+        failed = {c.name: c.detail for c in checks if not c.ok}
+        assert "kid is not the first 16 hex of SHA-256" in failed["jwks"]
+        assert "package: signature" in failed
 
     def test_a_changed_package_says_which_claim_differs(self, outputs: Outputs) -> None:
         package = self._package(outputs)
