@@ -248,15 +248,16 @@ def _write(
     staged = False
     if not dry_run:
         # A file no publication has made goes straight to its place (whole at once): nothing a
-        # manifest lists is replaced before its time. A replacement waits until step 3.
-        in_place = (file.kind == "parquet" or current is None) and location.write_new(
-            file.path, file.data
+        # manifest lists is replaced before its time. A replacement waits to be moved in, and
+        # so does every Parquet part: a directory scan of the BI feed would otherwise count a
+        # rewritten partition twice, its old part and its new one, until the old one goes.
+        in_place = (
+            file.kind != "parquet" and current is None and location.write_new(file.path, file.data)
         )
-        if not in_place and file.kind == "parquet":
-            location.write_bytes(file.path, file.data)
-        elif not in_place:
-            pending = location.pending_path(file.path, publication_id)
-            location.write_bytes(pending, file.data, atomic=False)
+        if not in_place:
+            location.write_bytes(
+                _waiting_path(location, file, publication_id), file.data, atomic=False
+            )
             staged = True
     progress.advance(STEP)
     return Entry(
@@ -346,10 +347,14 @@ def publish(
         return summary
 
     parquet = _current_parquet(con, folders, new_parquet)
+    # Parquet parts move in last and their superseded parts go first thing after LATEST: the
+    # time in which a directory scan sees both is a few renames long.
+    waiting = written.filter("staged")
+    for kind in (pl.col("kind") != "parquet", pl.col("kind") == "parquet"):
+        _promote(location, publication_id, waiting.filter(kind)["path"].to_list())
     summary.manifest = _write_manifest(
         location, publication_id, scope.runs, previous, written, parquet
     )
-    _promote(location, publication_id, written.filter("staged")["path"].to_list())
     location.write_bytes(LATEST, json.dumps({"manifest": summary.manifest}).encode())
     summary.removed = _clean_up(location, folders, parquet)
     _record(con, publication_id, covered, inventory, folders)
@@ -465,12 +470,24 @@ def _write_manifest(
     return path
 
 
+def _waiting_path(location: Location, file: OutputFile | str, publication_id: str) -> str:
+    """Where `file` waits to be moved into place. A Parquet part's name carries its run
+    (`part-<run>-0003.parquet`); the name it waits under does not (`.part-0003.parquet.pending`
+    on a disk), so the next publication writes over what a crashed one left, as for every
+    other file."""
+    path = file if isinstance(file, str) else file.path
+    folder, name = path.rsplit("/", 1)
+    if folder.startswith("parquet/"):
+        path = f"{folder}/part-{name.rsplit('-', 1)[1]}"
+    return location.pending_path(path, publication_id)
+
+
 def _promote(location: Location, publication_id: str, paths: list[str]) -> None:
     workers = 32 if location.is_s3 else 8
 
     def move(chunk: list[str]) -> None:
         for path in chunk:
-            location.move(location.pending_path(path, publication_id), path)
+            location.move(_waiting_path(location, path, publication_id), path)
 
     # In chunks: `map` submits every item at once, and a future per file was gigabytes of
     # futures at 1.8 million files.

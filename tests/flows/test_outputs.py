@@ -24,6 +24,7 @@ import pytest
 from flows.errors import StorageError
 from flows.fingerprints import Customer
 from flows.outputs import (
+    PARQUET_TABLES,
     ShardWork,
     batch_checkpoint_files,
     build_shard,
@@ -478,6 +479,7 @@ class TestOutputs:
             )
         before = outputs.manifest()
         before_files = outputs.manifest_files(before)
+        scanned = {t: outputs.dataset(t).to_table() for t in PARQUET_TABLES}
         outputs.ledger.land_csv("2026-05-02.csv", *SECOND)
 
         class Killed(Exception):
@@ -487,12 +489,7 @@ class TestOutputs:
 
         def failing(relative: str) -> None:
             if (
-                (
-                    fail_at == "parquet"
-                    and relative.endswith(".parquet")
-                    and relative.startswith("parquet/customer_periods")
-                )
-                or (fail_at == "new" and relative.startswith("quarantine/"))
+                (fail_at == "new" and relative.startswith("quarantine/"))
                 or (fail_at == "staging" and relative.startswith(f"{STAGING}/"))
                 or (fail_at == "staging" and relative.endswith(PENDING))
                 or (fail_at == "latest" and relative == LATEST)
@@ -508,7 +505,9 @@ class TestOutputs:
             return write_new(self, relative, data)
 
         def failing_move(self: Location, source: str, target: str) -> None:
-            if fail_at == "promote" and "batch-checkpoints" in target:
+            if (fail_at == "promote" and "batch-checkpoints" in target) or (
+                fail_at == "parquet" and target.startswith("parquet/customer_periods")
+            ):
                 raise Killed(target)
             move(self, source, target)
 
@@ -521,9 +520,14 @@ class TestOutputs:
 
         assert outputs.manifest()["publicationId"] == before["publicationId"]
         for path, size, _, sha in before_files.iter_rows():
-            if path.endswith(".parquet") or fail_at not in ("promote", "latest"):
+            if path.endswith(".parquet") or fail_at not in ("promote", "parquet", "latest"):
                 data = outputs.read(path)
                 assert (len(data), hashlib.sha256(data).hexdigest()) == (size, sha), path
+        if fail_at not in ("parquet", "latest"):
+            # A directory scan of the BI feed sees the parts as they were: new parts wait
+            # hidden until the last renames before LATEST switches.
+            for table, rows in scanned.items():
+                assert outputs.dataset(table).to_table().equals(rows), table
         # The next run publishes what the crashed one could not.
         outputs.ledger.run(as_of=AS_OF)
         after = outputs.manifest()
@@ -547,8 +551,8 @@ class TestOutputs:
 def test_new_files_go_straight_to_their_place_but_never_over_a_file(ledger: Ledger) -> None:
     """A file no publication has made is written in place at once (whole), unless something
     is already at its path: a file the inventory does not know (left by a crash while moving
-    files into place, or put there by hand) is replaced only when staged files are, after the
-    manifest."""
+    files into place, or put there by hand) is replaced only when waiting files are moved in,
+    after every file has been written."""
     root = ledger.settings.data_dir / "output"
     ledger.settings = ledger.settings.with_overrides(output=str(root))
     ledger.land_csv("2026-05-01.csv", *FIRST)
@@ -559,24 +563,23 @@ def test_new_files_go_straight_to_their_place_but_never_over_a_file(ledger: Ledg
     class Killed(Exception):
         pass
 
-    write = Location.write_bytes
-
-    def crash_at_manifest(self: Location, relative: str, data: bytes, **options: bool) -> None:
-        if relative.startswith("manifests/"):
-            raise Killed(relative)
-        write(self, relative, data, **options)
+    def crash_at_the_first_move(self: Location, source: str, target: str) -> None:
+        raise Killed(target)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Location, "write_bytes", crash_at_manifest)
+        patch.setattr(Location, "move", crash_at_the_first_move)
         with pytest.raises(Killed):
             ledger.run(as_of=AS_OF)
     assert (root / foreign).read_bytes() == b"not ours"
     receipt = root / "receipts/acme/production/bob:2/2026-04.json"
     assert json.loads(receipt.read_bytes())["checkpoint"]["body"]["customerId"] == "bob:2"
-    # The foreign file's export waits beside it, and nothing else waits.
-    assert list(root.rglob(f"*{PENDING}")) == [
-        root / Path(foreign).parent / f".2026-02.csv{PENDING}"
+    # The foreign file's export waits beside it; the Parquet parts wait in their folders.
+    waiting = sorted(p.relative_to(root).as_posix() for p in root.rglob(f"*{PENDING}"))
+    assert [p for p in waiting if not p.startswith("parquet/")] == [
+        f"{Path(foreign).parent.as_posix()}/.2026-02.csv{PENDING}"
     ]
+    assert waiting[-1].endswith(f"/.part-0000.parquet{PENDING}")
+    assert not list((root / "parquet").rglob("*.parquet"))  # nothing a scan could see
     assert not (root / STAGING).exists()
 
     ledger.run(as_of=AS_OF)
