@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from flows.checkpoints import (
     checkpoint_customers,
     is_period,
     last_period,
+    run_date,
 )
 from flows.config import Settings, get_settings
 from flows.errors import InvalidRequestError
@@ -131,7 +132,7 @@ def run_backfill(
     wait_seconds: float | None = None,
 ) -> BackfillReport:
     """Backfill `period_from`..`period_to` (closed periods only, oldest first)."""
-    as_of = as_of or datetime.now(UTC).date()
+    as_of = run_date(as_of)
     closed = last_period(as_of, include_open_period=False)
     for name, value in (("from", period_from), ("to", period_to)):
         if not is_period(value):
@@ -206,6 +207,7 @@ def _backfill(
             max_period=run.last_period,
             key=active_signing_key(settings),
             customers=pl.concat([customers, _ingested_customers(con, run.run_id)]).unique(),
+            open_period=f"{run.as_of:%Y-%m}",
         )
         report.relinked_versions = relinked.new_versions
         run.checkpoints = _total_checkpoints([*(p.checkpoints for p in report.periods), relinked])

@@ -19,7 +19,7 @@ import logging
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import duckdb
@@ -27,6 +27,7 @@ import polars as pl
 
 from flows import clock
 from flows.config import Settings
+from flows.errors import InvalidRequestError
 from flows.fingerprints import Customer, tree_leaves
 from flows.locks import writer_lock
 from flows.signing import SigningKey, SigningPool
@@ -63,6 +64,20 @@ def is_period(value: str) -> bool:
     return PERIOD.fullmatch(value) is not None
 
 
+def run_date(as_of: date | None) -> date:
+    """A run's date: `as_of`, or today in UTC. A date after today is refused (SPEC section 4:
+    a period in the future cannot be checkpointed, and a run dated next year would close the
+    months before it)."""
+    today = datetime.now(UTC).date()
+    if as_of is not None and as_of > today:
+        raise InvalidRequestError(
+            "as-of",
+            f"--as-of {as_of} is after today ({today}, UTC): it would close periods "
+            "that have not ended",
+        )
+    return as_of or today
+
+
 def last_period(as_of: date, include_open_period: bool) -> str:
     """The newest period a run may checkpoint: the last closed one, or the open one on request.
 
@@ -94,8 +109,12 @@ def checkpoint_customers(
     customers: pl.DataFrame | None = None,
     customers_per_pass: int | None = None,
     recheck: bool = False,
+    open_period: str | None = None,
 ) -> CheckpointSummary:
-    """Make the checkpoint versions that are due up to `max_period`.
+    """Make the checkpoint versions that are due up to `max_period`, and, from `open_period`
+    (the run's open month) on, those of periods that have a checkpoint already: an open month
+    checkpointed on request is kept current, so that its `previous` and `openingBalance`
+    follow a change before it, in runs that do not checkpoint the open month themselves.
 
     `customers` (tenant_id, environment, customer_id) limits the pass; by default every customer
     with a stale period is taken. Customers are taken in passes of at most `customers_per_pass`
@@ -112,7 +131,8 @@ def checkpoint_customers(
     """
     nightly = customers is None
     if customers is None:
-        customers = stale_customers(con, max_period, due_customers(con, max_period, recheck))
+        due = due_customers(con, max_period, recheck)
+        customers = stale_customers(con, max_period, due, open_period)
     summary = CheckpointSummary(customers=customers.height)
     with SigningPool() as signer:
         # One pass is signed by the pool's processes while the next reads and hashes its trees,
@@ -121,7 +141,9 @@ def checkpoint_customers(
         # reads nothing that the one before it still has to store.
         signing: SignedPass | None = None
         for chosen in passes(customers, customers_per_pass or CUSTOMERS_PER_PASS, LEAVES_PER_PASS):
-            ready = _checkpoint_pass(con, summary, chosen.select(CUSTOMER), max_period, key, signer)
+            ready = _checkpoint_pass(
+                con, summary, chosen.select(CUSTOMER), (max_period, open_period), key, signer
+            )
             if signing is not None:
                 _store_pass(con, signing, run_id, key)
             signing = ready
@@ -159,13 +181,14 @@ def _checkpoint_pass(
     con: duckdb.DuckDBPyConnection,
     summary: CheckpointSummary,
     customers: pl.DataFrame,
-    max_period: str,
+    reach: tuple[str, str | None],
     key: SigningKey,
     signer: SigningPool,
 ) -> SignedPass | None:
-    """The new versions of `customers`, sent to be signed; None when there are none."""
+    """The new versions of `customers` up to `reach` (max_period, open_period), sent to be
+    signed; None when there are none."""
     with staged(con, staged_customers=customers):
-        candidates = query_frame(con, "select_checkpoint_candidates", {"max_period": max_period})
+        candidates = query_frame(con, "select_checkpoint_candidates", _reach(*reach))
     summary.candidates += candidates.height
 
     grown = candidates.filter(
@@ -265,12 +288,21 @@ def due_customers(
 
 
 def stale_customers(
-    con: duckdb.DuckDBPyConnection, max_period: str, customers: pl.DataFrame
+    con: duckdb.DuckDBPyConnection,
+    max_period: str,
+    customers: pl.DataFrame,
+    open_period: str | None = None,
 ) -> pl.DataFrame:
     """Of `customers` (tenant_id, environment, customer_id), those with a period up to
-    `max_period` that needs a version, and the leaves of their grown trees (`leaves`)."""
+    `max_period` (or a checkpointed one from `open_period` on) that needs a version, and the
+    leaves of their grown trees (`leaves`)."""
     with staged(con, staged_customers=customers.select(CUSTOMER)):
-        return query_frame(con, "select_stale_customers", {"max_period": max_period})
+        return query_frame(con, "select_stale_customers", _reach(max_period, open_period))
+
+
+def _reach(max_period: str, open_period: str | None) -> dict[str, str]:
+    # No open period: the bound is above every period (YYYY-MM sorts below "~").
+    return {"max_period": max_period, "open_period": open_period or "~"}
 
 
 def mark_checkpoints_due(con: duckdb.DuckDBPyConnection, customers: pl.DataFrame) -> None:

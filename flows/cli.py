@@ -29,7 +29,7 @@ from rich.table import Table
 from flows import progress
 from flows.clock import instant_text
 from flows.config import Settings, get_settings
-from flows.errors import TallyproofError
+from flows.errors import InvalidRequestError, TallyproofError
 
 app = typer.Typer(
     name="tallyproof",
@@ -105,6 +105,18 @@ def _parse_date(value: str | None, option: str) -> date | None:
         raise typer.BadParameter(
             f"{value!r} is not a date (YYYY-MM-DD)", param_hint=option
         ) from None
+
+
+def _parse_as_of(value: str | None) -> date | None:
+    """`--as-of`: a date, not after today (see `flows.checkpoints.run_date`)."""
+    from flows.checkpoints import run_date
+
+    as_of = _parse_date(value, "--as-of")
+    try:
+        run_date(as_of)
+    except InvalidRequestError as err:
+        raise typer.BadParameter(err.message, param_hint="--as-of") from None
+    return as_of
 
 
 class RichReporter:
@@ -299,7 +311,7 @@ def run(
     """One nightly run: ingest, summaries, checkpoints, outputs. Idempotent."""
     from flows.pipeline import nightly_flow
 
-    run_date = _parse_date(as_of, "--as-of")
+    run_date = _parse_as_of(as_of)
     settings = _run_settings(inbox, output, warehouse, runner, dask_address)
     summary = _with_progress(
         not as_json,
@@ -348,7 +360,7 @@ def backfill(
         lambda: _flow_with_runner(backfill_flow, settings)(
             period_from=period_from,
             period_to=period_to,
-            as_of=_parse_date(as_of, "--as-of"),
+            as_of=_parse_as_of(as_of),
             dry_run=dry_run,
             wait_for_lock=not no_wait,
             **_locations(settings),
@@ -578,7 +590,7 @@ def demo(
     from flows.pipeline import nightly_flow
     from transforms.synthetic import GeneratorSpec
 
-    run_date = _parse_date(as_of, "--as-of")  # before anything is written
+    run_date = _parse_as_of(as_of)  # before anything is written
     settings = _settings()
     spec = GeneratorSpec(
         tenants=2,
@@ -683,7 +695,6 @@ def _customer(con: Any, tenant: str, env: str, customer: str, period: str | None
     """The customer, refused as the API refuses it: a bad --env or --period, or a customer
     the warehouse does not have in that tenant and environment."""
     from flows.checkpoints import is_period
-    from flows.errors import InvalidRequestError
     from flows.fingerprints import Customer, require_customer
 
     if env not in ("sandbox", "production"):
@@ -888,8 +899,6 @@ def _read_uri(uri: str) -> bytes:
         return open_location(parent).read_bytes(name)
     path = Path(uri)
     if not path.exists():
-        from flows.errors import InvalidRequestError
-
         raise InvalidRequestError("document", f"no such file: {uri}")
     return path.read_bytes()
 

@@ -12,14 +12,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 import duckdb
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.checkpoints import CheckpointSummary, checkpoint_customers, last_period
+from flows.checkpoints import CheckpointSummary, checkpoint_customers, last_period, run_date
 from flows.config import Settings, get_settings
 from flows.errors import ConfigError, StorageError
 from flows.ingest import IngestSummary, ingest_inbox
@@ -182,6 +182,7 @@ def checkpoints_task(
     run_id: str,
     max_period: str,
     recheck: bool = False,
+    open_period: str | None = None,
 ) -> CheckpointSummary:
     return checkpoint_customers(
         con,
@@ -189,6 +190,7 @@ def checkpoints_task(
         max_period=max_period,
         key=active_signing_key(settings),
         recheck=recheck,
+        open_period=open_period,
     )
 
 
@@ -233,7 +235,7 @@ def run_nightly(
     stale (see `flows.checkpoints.checkpoint_customers`). `orchestrated=False` calls the stages
     as plain functions (tests, tools) instead of as Prefect tasks of the current flow run.
     """
-    report = RunReport(new_run_id(), kind, as_of or datetime.now(UTC).date())
+    report = RunReport(new_run_id(), kind, run_date(as_of))
     report.last_period = last_period(report.as_of, include_open_period)
     with writing_run(settings, report, wait_seconds) as con:
         with timed(report, "ingest"):
@@ -245,7 +247,12 @@ def run_nightly(
             report.summaries_written = stage(summaries_task, orchestrated)(con, report.run_id)
         with timed(report, "checkpoints"):
             report.checkpoints = stage(checkpoints_task, orchestrated)(
-                con, settings, report.run_id, report.last_period, recheck_checkpoints
+                con,
+                settings,
+                report.run_id,
+                report.last_period,
+                recheck_checkpoints,
+                open_period=f"{report.as_of:%Y-%m}",
             )
         with timed(report, "publish"):
             runner = prefect_shards() if orchestrated else threads()

@@ -1,6 +1,7 @@
--- Every period up to $max_period of the staged customers (staged_customers), with its summary
--- and its latest checkpoint if any (and that version's compact range, when it was kept): the
--- input of a checkpointing pass. The staged customers' checkpoints are picked before the window
+-- Every period up to $max_period of the staged customers (staged_customers), and every one
+-- from $open_period on that has a checkpoint already (an open month checkpointed on request:
+-- its chain is kept whole), with its summary and its latest checkpoint if any (and that version's compact range,
+-- when it was kept): the input of a checkpointing pass. The staged customers' checkpoints are picked before the window
 -- (not through the latest_checkpoints view), so a pass reads its own customers' checkpoints,
 -- not every checkpoint ever made.
 WITH latest AS (
@@ -11,7 +12,6 @@ WITH latest AS (
     SEMI JOIN staged_customers AS s
         ON c.tenant_id = s.tenant_id AND c.environment = s.environment
         AND c.customer_id = s.customer_id
-    WHERE c.period <= $max_period
     QUALIFY c.version = max(c.version) OVER (
         PARTITION BY c.tenant_id, c.environment, c.customer_id, c.period
     )
@@ -37,5 +37,5 @@ LEFT JOIN latest AS c
     USING (tenant_id, environment, customer_id, period)
 LEFT JOIN compact_ranges AS r
     ON r.fingerprint = c.fingerprint
-WHERE p.period <= $max_period
+WHERE p.period <= $max_period OR (p.period >= $open_period AND c.fingerprint IS NOT NULL)
 ORDER BY p.tenant_id, p.environment, p.customer_id, p.period;

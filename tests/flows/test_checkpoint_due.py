@@ -120,17 +120,20 @@ def test_an_earlier_as_of_and_the_open_period_are_looked_at_again(ledger: Ledger
     ledger.run(as_of=date(2026, 4, 15), include_open_period=True)  # reaches April
     assert stale_of_due_and_of_all(ledger, "2026-04") == ([], [])
 
-    # More April data, then a run that reaches March only: it empties the marks, and April,
-    # now stale, lies above its reach.
+    # More April data, then a run that reaches March only: it empties the marks, and keeps
+    # April, checkpointed while open, current (SPEC section 4: its chain follows the data).
     land(ledger, "2026-04-16", ("c3", "carol", "6", "2026-04-16T00:00:00Z"))
-    ledger.run(as_of=date(2026, 4, 20))
+    report = ledger.run(as_of=date(2026, 4, 20))
+    assert report.checkpoints.new_versions == 1
     assert due_now(ledger, "2026-03") == []
-    assert due_now(ledger, "2026-04") == ["carol"]
+    assert stale_of_due_and_of_all(ledger, "2026-04") == ([], [])
     assert_due_covers_stale(ledger)
-    assert stale_names(ledger, "2026-04") == ["carol"]
 
-    # The API checkpoints the open period for carol alone; then April closes.
-    assert checkpoint_alone(ledger, "carol", "2026-04", date(2026, 4, 21))["version"] == 2
+    # April grows again; the API checkpoints the open period for carol alone; April closes.
+    land(ledger, "2026-04-21", ("c4", "carol", "1", "2026-04-21T00:00:00Z"))
+    ledger.ingest()
+    assert stale_names(ledger, "2026-04") == ["carol"]
+    assert checkpoint_alone(ledger, "carol", "2026-04", date(2026, 4, 21))["version"] == 3
     assert_due_covers_stale(ledger)
     ledger.run(as_of=date(2026, 5, 2))
     assert stale_of_due_and_of_all(ledger, "2026-04") == ([], [])

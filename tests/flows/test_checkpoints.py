@@ -399,6 +399,50 @@ def test_future_periods_are_not_checkpointed_and_open_ones_only_on_request(ledge
     assert ledger.rows("SELECT period FROM checkpoints ORDER BY 1") == [("2026-03",), ("2026-04",)]
 
 
+def test_a_run_dated_after_today_is_refused(ledger: Ledger) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from flows.errors import InvalidRequestError
+
+    ledger.land_csv("x.csv", csv_row("d1", occurred_at="2026-03-10T00:00:00Z"))
+    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+    with pytest.raises(InvalidRequestError, match="is after today") as refused:
+        ledger.run(as_of=tomorrow)
+    assert refused.value.parameter == "as-of"
+    assert not ledger.settings.warehouse.exists()
+
+
+def test_an_open_period_checkpointed_on_request_follows_a_change_before_it(
+    ledger: Ledger,
+) -> None:
+    """SPEC section 4: each `previous` names the latest version of the period before, and
+    `openingBalance` is its `closingBalance`. An open period checkpointed on request gets a
+    new version when late data changes the period before it, also in a run that does not ask
+    for the open period (it used to keep naming the superseded version)."""
+    ledger.land_csv(
+        "a.csv",
+        csv_row("d1", amount="10", occurred_at="2026-04-10T00:00:00Z"),
+        csv_row("d2", amount="5", occurred_at="2026-05-10T00:00:00Z"),
+    )
+    ledger.run(as_of=date(2026, 5, 15), include_open_period=True)
+    ledger.land_csv("b.csv", csv_row("d3", amount="1", occurred_at="2026-04-20T00:00:00Z"))
+    ledger.run(as_of=date(2026, 5, 16))
+    latest = {
+        period: (fingerprint, json.loads(body))
+        for period, fingerprint, body in ledger.rows(
+            "SELECT period, fingerprint, body FROM checkpoints "
+            "QUALIFY version = max(version) OVER (PARTITION BY period)"
+        )
+    }
+    april, may = latest["2026-04"], latest["2026-05"]
+    assert (april[1]["version"], april[1]["closingBalance"]) == (2, "11")
+    assert may[1]["version"] == 2
+    assert may[1]["previous"] == april[0]
+    assert (may[1]["openingBalance"], may[1]["closingBalance"]) == ("11", "16")
+    ledger.run(as_of=date(2026, 5, 16))  # and nothing more
+    assert ledger.rows("SELECT count(*) FROM checkpoints") == [(4,)]
+
+
 def test_tampering_is_caught_by_the_tamper_check_and_by_verify(ledger: Ledger, tmp_path) -> None:
     play(ledger, RUNS[:1])
     runner = CliRunner()

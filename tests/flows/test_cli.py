@@ -240,6 +240,15 @@ def _main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args:
         (["generate", "--end-month", "2026-13"], {}, 2, "--end-month"),
         (["run", "--as-of", "20260402"], {}, 2, "--as-of"),  # ISO's basic form is not taken
         (["demo", "--as-of", "2026-13-01"], {}, 2, "--as-of"),
+        # SPEC section 4: a period in the future cannot be checkpointed
+        (["run", "--as-of", "2099-01-01"], {}, 2, "is after today"),
+        (
+            ["backfill", "--from", "2026-01", "--to", "2026-01", "--as-of", "2099-01-01"],
+            {},
+            2,
+            "--as-of",
+        ),
+        (["demo", "--as-of", "2099-01-01"], {}, 2, "is after today"),
         (["api", "--port", "99999"], {}, 2, "--port"),
         (["verify", "."], {}, 1, "IO_ERROR"),
         (["receipt", "--tenant", "acme", "--customer", "c1", "--period", "x"], {}, 1, "--period"),
