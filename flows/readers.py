@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -396,11 +397,60 @@ def _parquet_field(name: str, dtype: pl.DataType) -> tuple[pl.Expr, str | None, 
             None,
             True,
         )
-    if name == "metadata" and isinstance(dtype, pl.Struct):
-        return column.struct.json_encode(), None, True
+    if name == "metadata" and (text := _metadata_text(column, dtype)) is not None:
+        return text, None, True
     if dtype == pl.String:
         return column, None, True
     return pl.lit(None, pl.String), None, False
+
+
+def _metadata_text(column: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
+    """A Parquet metadata column as JSON text: a struct of text fields, or a map of text to
+    text.
+
+    A struct holds every key on every row, so a row that lacks a key has it null, as a map
+    may have a null value: such keys are left out (in JSON text a null value is refused). Any
+    other struct is encoded as it is, and validation names the value that is not a string;
+    None for a type that is neither (text is read as it is, anything else is refused).
+    """
+    texts = (pl.String, pl.Null)
+    if isinstance(dtype, pl.Struct) and all(f.dtype in texts for f in dtype.fields):
+        pairs = [
+            pl.concat_str(
+                pl.lit(f"{json.dumps(f.name)}:"), json_string(column.struct.field(f.name))
+            )
+            for f in dtype.fields
+        ]
+        joined = pl.concat_str(pairs, separator=",", ignore_nulls=True)
+    elif isinstance(dtype, pl.Map) and dtype.key in texts and dtype.value in texts:
+        entry = pl.element().struct
+        joined = (
+            column.map.entries()
+            .list.eval(
+                pl.concat_str(
+                    json_string(entry.field("key")), pl.lit(":"), json_string(entry.field("value"))
+                )
+            )
+            .list.join(",", ignore_nulls=True)
+        )
+    elif isinstance(dtype, pl.Struct):
+        return column.struct.json_encode()
+    else:
+        return None
+    return pl.when(column.is_not_null()).then(pl.concat_str(pl.lit("{"), joined, pl.lit("}")))
+
+
+def _raw_value(name: str, dtype: pl.DataType) -> pl.Expr:
+    """A column's value in the raw row: JSON text of the value (a nested one as itself; a
+    list or map cannot be cast to text, and used to fail the run)."""
+    column = pl.col(name)
+    if isinstance(dtype, pl.Map):
+        column = column.map.entries()
+    if dtype.is_nested():
+        # Encoded inside a one-field struct, `{"metadata":...}`, and taken out of it.
+        encoded = pl.struct(column.alias("v")).struct.json_encode()
+        return encoded.str.slice(len('{"v":')).str.strip_suffix("}")
+    return json_string(column.cast(pl.String, strict=False)).fill_null("null")
 
 
 def _row_as_json(frame: pl.DataFrame) -> pl.Expr:
@@ -408,8 +458,7 @@ def _row_as_json(frame: pl.DataFrame) -> pl.Expr:
     parts = []
     for name in FIELDS:
         if name in frame.columns:
-            value = json_string(pl.col(name).cast(pl.String, strict=False))
-            parts.append(message('"{}":{}', pl.lit(name), value.fill_null("null")))
+            parts.append(message('"{}":{}', pl.lit(name), _raw_value(name, frame.schema[name])))
     return (
         pl.concat_str(pl.lit("{"), pl.concat_str(parts, separator=","), pl.lit("}"))
         if parts

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 from decimal import Decimal
 
 import pyarrow as pa
@@ -174,6 +175,51 @@ def test_a_parquet_row_of_the_wrong_type_keeps_its_value_in_the_raw_row(ledger: 
     [(_, _, code, field, raw)] = quarantined(ledger)
     assert (code, field) == ("INVALID_FIELD_TYPE", "reason")
     assert '"reason":"usage"' in raw
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        pa.array(
+            [{"plan": "pro", "région": None}, {"plan": None, "région": "eu"}, None, {}],
+            pa.struct([("plan", pa.string()), ("région", pa.string())]),
+        ),
+        pa.array(
+            [[("plan", "pro")], [("région", "eu"), ("tier", None)], None, []],
+            pa.map_(pa.string(), pa.string()),
+        ),
+    ],
+    ids=["struct", "map"],
+)
+def test_parquet_metadata_takes_keys_that_rows_lack(ledger: Ledger, metadata: pa.Array) -> None:
+    """A struct column holds every key on every row (a row without one has it null), and a map
+    may hold a null value: those keys are left out, where they used to refuse the row."""
+    _parquet(ledger, "a.parquet", delta_id=["m1", "m2", "m3", "m4"], metadata=metadata)
+    ledger.ingest()
+    assert quarantined(ledger) == []
+    rows = ledger.rows("SELECT delta_id, metadata FROM deltas ORDER BY delta_id")
+    assert [(d, m and json.loads(m)) for d, m in rows] == [
+        ("m1", {"plan": "pro"}),
+        ("m2", {"région": "eu"}),
+        ("m3", None),
+        ("m4", None),
+    ]
+
+
+def test_parquet_metadata_of_other_types_is_refused(ledger: Ledger) -> None:
+    _parquet(
+        ledger,
+        "a.parquet",
+        delta_id=["s1"],
+        metadata=pa.array([{"plan": 5}], pa.struct([("plan", pa.int64())])),
+    )
+    _parquet(ledger, "b.parquet", delta_id=["l1"], metadata=pa.array([[1]], pa.list_(pa.int64())))
+    ledger.ingest()  # a list column used to fail the run: it cannot be cast to text
+    assert [(f, code, field) for f, _, code, field, _ in quarantined(ledger)] == [
+        ("a.parquet", "INVALID_METADATA", "metadata"),
+        ("b.parquet", "INVALID_FIELD_TYPE", "metadata"),
+    ]
+    assert '"metadata":[1]' in quarantined(ledger)[1][4]
 
 
 @pytest.mark.parametrize(
