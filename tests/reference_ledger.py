@@ -156,7 +156,10 @@ def reference_ledger(inbox: Path) -> tuple[dict[tuple[str, str, str, str], Decim
     """(net verified amount per (tenant, environment, customer, period), rows refused)."""
     deltas: dict[tuple, Delta] = {}
     refused = 0
-    for path in sorted(p for p in inbox.rglob("*") if p.is_file()):
+    # SPEC section 2: lexicographic order of the path within the inbox, as text (`a.csv`
+    # before `a/z.csv`); sorting Path objects compares folder by folder and puts it after.
+    files = [p for p in inbox.rglob("*") if p.is_file()]
+    for path in sorted(files, key=lambda p: p.relative_to(inbox).as_posix()):
         for row, json_float in read_rows(path):
             parsed = parse(row, json_float)
             if parsed is None:
