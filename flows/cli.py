@@ -167,12 +167,18 @@ def generate(
         ),
     ] = None,
     tenants: Annotated[int, typer.Option(min=1)] = 2,
-    customers: Annotated[int, typer.Option(min=1, help="customers per tenant")] = 50,
-    months: Annotated[int, typer.Option(min=1)] = 3,
+    customers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="customers per tenant, production and sandbox together (a fifth in sandbox)",
+        ),
+    ] = 50,
+    months: Annotated[int, typer.Option(min=1, max=12 * 100)] = 3,
     deltas_per_month: Annotated[
         int, typer.Option(min=1, help="per tenant, over its customers")
     ] = 2_000,
-    seed: int = 7,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1)] = 7,
     end_month: Annotated[
         str | None, typer.Option(help="last month with activity, YYYY-MM (default: last month)")
     ] = None,
@@ -183,7 +189,7 @@ def generate(
         float,
         typer.Option(
             min=0.0,
-            max=1.0,
+            max=0.9,
             help="share of rows that break a rule (at least one of every code when > 0)",
         ),
     ] = 0.0,
@@ -208,6 +214,12 @@ def generate(
         bad_rows=bad_rows,
         format=file_format.value,
     )
+    year, month = (int(part) for part in spec.end_month.split("-"))
+    if year * 12 + month - months < 1970 * 12:  # the first month's index, counted from year 0
+        raise typer.BadParameter(
+            f"{months} months up to {spec.end_month} start before 1970-01, where timestamps begin",
+            param_hint="--months",
+        )
     target = out_dir or _settings().inbox
     made = _with_progress(True, lambda: generate_landing_files(spec, target))
     console.print(
@@ -216,8 +228,9 @@ def generate(
     )
 
 
-def _last_month() -> str:
-    today = datetime.now(UTC).date()
+def _last_month(as_of: date | None = None) -> str:
+    """The last month closed on `as_of` (default today, UTC)."""
+    today = as_of or datetime.now(UTC).date()
     year, month = (today.year, today.month - 1) if today.month > 1 else (today.year - 1, 12)
     return f"{year:04d}-{month:02d}"
 
@@ -597,7 +610,7 @@ def demo(
         customers=40,
         months=3,
         deltas_per_month=3_000,
-        end_month=_last_month(),
+        end_month=_last_month(run_date),  # closed on the run's date: all checkpointed
         bad_rows=0.002,
     )
     made = _with_progress(True, lambda: generate_landing_files(spec, settings.inbox))

@@ -48,7 +48,7 @@ def generate_landing_files(spec: GeneratorSpec, out: str) -> GeneratedFiles:
     events = landing_events(spec)
     location = open_location(out)
     days = events.partition_by("land_day", as_dict=True, maintain_order=True)
-    written = 0
+    written, files = 0, len(days)
     with progress.step(STEP, total=len(days)):
         for (day,), rows in days.items():
             data = render(rows, spec.format)
@@ -60,10 +60,11 @@ def generate_landing_files(spec: GeneratorSpec, out: str) -> GeneratedFiles:
             for name, data in unreadable_files(last.isoformat()).items():
                 location.write_bytes(name, data)
                 written += len(data)
+                files += 1
     first_day = min(day for (day,) in days)
     last_day = max(day for (day,) in days)
     return GeneratedFiles(
-        len(days), events.height, written, first_day.isoformat(), last_day.isoformat()
+        files, events.height, written, first_day.isoformat(), last_day.isoformat()
     )
 
 

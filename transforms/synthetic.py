@@ -108,39 +108,68 @@ def tenant_ids(count: int) -> list[str]:
 
 
 def landing_events(spec: GeneratorSpec) -> pl.DataFrame:
-    """Every landing row, with `land_day` (the file it arrives in) and `corruption`."""
-    rng = np.random.default_rng(spec.seed)
-    first_events = _first_events(spec, rng)
-    followups = _followups(first_events, rng)
+    """Every landing row, with `land_day` (the file it arrives in) and `corruption`.
+
+    Each (tenant, month) draws from its own generator, seeded by the seed, the tenant and the
+    month, and every later event of a delta (its settlement, a repeated delivery) comes from
+    its own first event: a month is the same whatever window it is generated in, so windows
+    that overlap (`--end-month` moved on by a month, as the demo does) agree on every delta
+    they share, and the second ingests them as duplicates, not conflicts.
+    """
+    first_events = _first_events(spec)
+    followups = _followups(first_events)
     settled = first_events.filter(pl.col("status").str.to_lowercase().is_in(["verified", "failed"]))
-    duplicates = settled.sample(fraction=0.005, seed=spec.seed + 1).with_columns(
+    duplicates = settled.filter(pl.col("duplicate_pick") < 0.005).with_columns(
         land_day=pl.col("land_day") + pl.duration(days=2)
     )
     events = pl.concat([first_events, followups, duplicates], how="vertical")
     if spec.bad_rows > 0:
-        events = pl.concat([events, _bad_rows(first_events, spec, rng)], how="vertical")
-    return events.sort("land_day", "occurred_us", "delta_id", "status", maintain_order=True)
+        events = pl.concat([events, _bad_rows(first_events, events.height, spec)])
+    return events.drop(DRAWS).sort(
+        "land_day", "occurred_us", "delta_id", "status", maintain_order=True
+    )
 
 
-def _first_events(spec: GeneratorSpec, rng: np.random.Generator) -> pl.DataFrame:
+# The draws that decide a delta's later events, kept beside its first event until then.
+DRAWS = ["duplicate_pick", "settle_pick", "verify_pick", "settle_delay"]
+
+
+def customer_split(customers: int) -> tuple[int, int]:
+    """(production, sandbox) customers of a tenant: `customers` in all, a fifth in sandbox
+    (none below five), each customer being an id within its environment (SPEC section 1)."""
+    sandbox = customers // 5
+    return customers - sandbox, sandbox
+
+
+def _first_events(spec: GeneratorSpec) -> pl.DataFrame:
     parts = []
+    production, sandbox_customers = customer_split(spec.customers)
+    weights = {size: _zipf(size) for size in {production, sandbox_customers} if size}
     for t_index, tenant in enumerate(tenant_ids(spec.tenants)):
-        weights = 1.0 / np.arange(1, spec.customers + 1) ** 1.1
-        weights /= weights.sum()
-        sandbox_customers = max(1, spec.customers // 5)
-        for m_index, first in enumerate(months_ending(spec.end_month, spec.months)):
+        months = months_ending(spec.end_month, spec.months)
+        for m_index, first in enumerate(months):
+            rng = np.random.default_rng([spec.seed, t_index, first.year, first.month])
             n = spec.deltas_per_month
             days = calendar.monthrange(first.year, first.month)[1]
             start_us = int((first - date(1970, 1, 1)).total_seconds()) * 1_000_000
-            sandbox = rng.random(n) < 0.1
-            customer = rng.choice(spec.customers, size=n, p=weights)
-            customer = np.where(sandbox, customer % sandbox_customers, customer)
+            sandbox = (rng.random(n) < 0.1) & (sandbox_customers > 0)
+            customer = np.where(
+                sandbox,
+                rng.choice(sandbox_customers or 1, size=n, p=weights.get(sandbox_customers)),
+                rng.choice(production, size=n, p=weights[production]),
+            )
+            if m_index == 0:
+                # Every customer has a delta in the first month, as far as there are deltas:
+                # Zipf's tail alone would leave most of a large population without one.
+                sandbox[: spec.customers] = np.arange(min(n, spec.customers)) >= production
+                ids = np.arange(spec.customers)
+                customer[: spec.customers] = np.where(ids < production, ids, ids - production)[:n]
             parts.append(
                 pl.DataFrame(
                     {
                         "tenant_id": tenant,
                         "environment": np.where(sandbox, "sandbox", "production"),
-                        "delta_id": [f"dlt_{t_index:03d}_{m_index:03d}_"] * n,
+                        "delta_id": [f"dlt_{t_index:03d}_{first:%Y%m}_"] * n,
                         "seq": np.arange(n),
                         "customer_id": customer,
                         "occurred_us": start_us + rng.integers(0, days * 86_400_000_000, n),
@@ -158,6 +187,10 @@ def _first_events(spec: GeneratorSpec, rng: np.random.Generator) -> pl.DataFrame
                         "status_pick": rng.random(n),
                         "lag_days": rng.choice([0, 1, 3, 12], size=n, p=[0.8, 0.17, 0.02, 0.01]),
                         "alias_pick": rng.random(n),
+                        "duplicate_pick": rng.random(n),
+                        "settle_pick": rng.random(n),
+                        "verify_pick": rng.random(n),
+                        "settle_delay": rng.integers(1, 8, n),
                     }
                 )
             )
@@ -183,7 +216,12 @@ def _first_events(spec: GeneratorSpec, rng: np.random.Generator) -> pl.DataFrame
             {i: p for i, p in enumerate(PLANS)}, default=None, return_dtype=pl.String
         ),
         corruption=pl.lit(None, pl.String),
-    )
+    ).with_columns(raw.select(DRAWS))
+
+
+def _zipf(size: int) -> np.ndarray:
+    weights = 1.0 / np.arange(1, size + 1) ** 1.1
+    return weights / weights.sum()
 
 
 def _amount_text() -> pl.Expr:
@@ -242,25 +280,24 @@ def _timestamp_text() -> pl.Expr:
     return pl.concat_str(local.dt.strftime("%Y-%m-%dT%H:%M:%S"), fraction, suffix)
 
 
-def _followups(first: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
+def _followups(first: pl.DataFrame) -> pl.DataFrame:
     """Most pending deltas are settled by a later event with the same facts."""
     pending = first.filter(
         pl.col("status").str.to_lowercase().is_in(["pending", "queued", "processing"])
     )
-    n = pending.height
-    settled = rng.random(n) < 0.75
-    verified = rng.random(n) < 0.8
-    delay = rng.integers(1, 8, n)
-    return pending.with_columns(
-        status=pl.Series(np.where(verified, "verified", "failed")),
-        land_day=pl.col("land_day") + pl.duration(days=pl.Series(delay)),
-    ).filter(pl.Series(settled))
+    return pending.filter(pl.col("settle_pick") < 0.75).with_columns(
+        status=pl.when(pl.col("verify_pick") < 0.8)
+        .then(pl.lit("verified"))
+        .otherwise(pl.lit("failed")),
+        land_day=pl.col("land_day") + pl.duration(days=pl.col("settle_delay")),
+    )
 
 
-def _bad_rows(first: pl.DataFrame, spec: GeneratorSpec, rng: np.random.Generator) -> pl.DataFrame:
-    """Rows that break each rule; at least one of every code, then `bad_rows` of the total."""
+def _bad_rows(first: pl.DataFrame, good: int, spec: GeneratorSpec) -> pl.DataFrame:
+    """Rows that break each rule: at least one of every code, and `bad_rows` of all the rows
+    (the `good` ones and these)."""
     corruptions = ROW_CORRUPTIONS + FORMAT_CORRUPTIONS.get(spec.format, ())
-    count = max(len(corruptions), round(spec.bad_rows * first.height))
+    count = max(len(corruptions), round(spec.bad_rows / (1 - spec.bad_rows) * good))
     picks = [corruptions[i % len(corruptions)] for i in range(count)]
     # A regression needs a settled delta to contradict; a conflict may hit any delta, pending
     # ones included (accepting it by mistake would then change a balance).
