@@ -54,7 +54,7 @@ from flows.pipeline import (
 )
 from flows.publish import PublishSummary, Scope, publish, publish_scope, threads
 from flows.reports import publish_artifacts
-from flows.runs import new_run_id
+from flows.runs import mark_crashed_runs, new_run_id
 from flows.signing import active_signing_key
 from flows.summaries import refresh_customer_periods
 from flows.warehouse import fetch_one, query_frame, staged
@@ -161,6 +161,10 @@ def _backfill_warehouse(
             yield con, settings
         return
     # A dry run works on a copy taken under the lock, and never touches the real one again.
+    # Before the copy it does what any holder of the lock does (runs that died holding it
+    # are marked crashed) and folds the write-ahead log into the file: a run that died left
+    # what it committed since its last checkpoint in the `.wal`, which a copy of the file
+    # alone would leave out.
     scratch = Path(tempfile.mkdtemp(prefix="tallyproof-dry-run-"))
     try:
         copy = scratch / "warehouse.duckdb"
@@ -169,6 +173,9 @@ def _backfill_warehouse(
             settings.warehouse, purpose=f"dry run {report.run.run_id}", wait_seconds=wait
         ):
             if Path(settings.warehouse).exists():
+                with open_warehouse(settings) as real:
+                    mark_crashed_runs(real)
+                    real.execute("CHECKPOINT").fetchall()
                 shutil.copyfile(settings.warehouse, copy)
         dry = settings.with_overrides(warehouse=copy)
         with open_warehouse(dry) as con:

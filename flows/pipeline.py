@@ -27,11 +27,11 @@ from flows.keys import salt_key
 from flows.locks import writer_lock
 from flows.publish import PublishSummary, ShardJob, ShardRunner, publish, publish_shard, threads
 from flows.reports import publish_artifacts
-from flows.runs import finish_run, new_run_id, start_run, utc_now
+from flows.runs import finish_run, new_run_id, start_run
 from flows.signing import active_signing_key
 from flows.snapshots import take_snapshot
 from flows.summaries import refresh_customer_periods
-from flows.warehouse import connect, ensure_schema, execute, fetch_one
+from flows.warehouse import connect, ensure_schema, fetch_one
 
 
 @dataclass
@@ -123,11 +123,9 @@ def writing_run(
     the read snapshot once the warehouse is closed."""
     wait = settings.lock_wait_seconds if wait_seconds is None else wait_seconds
     purpose = f"{report.kind} run {report.run_id}"
-    with writer_lock(settings.warehouse, purpose=purpose, wait_seconds=wait) as held:
+    with writer_lock(settings.warehouse, purpose=purpose, wait_seconds=wait):
         with open_warehouse(settings) as con:
-            if held.crashed_holder:
-                execute(con, "mark_crashed_runs", {"finished_at": utc_now()})
-            start_run(con, report.run_id, report.kind, report.as_of)
+            start_run(con, report.run_id, report.kind, report.as_of)  # marks dead runs crashed
             try:
                 yield con
             except BaseException:

@@ -26,9 +26,20 @@ def utc_now() -> datetime:
 
 
 def start_run(con: duckdb.DuckDBPyConnection, run_id: str, kind: str, as_of: date | None) -> None:
+    """Record a run that starts, under the writer lock; runs still `running` died first."""
+    mark_crashed_runs(con)
     execute(
         con, "insert_run", {"run_id": run_id, "kind": kind, "as_of": as_of, "started_at": utc_now()}
     )
+
+
+def mark_crashed_runs(con: duckdb.DuckDBPyConnection) -> None:
+    """Mark the runs still `running` as crashed. Called by whoever holds the writer lock: only
+    the holder runs, so a run that is still `running` then died holding it. Whoever takes the
+    lock does this, not only a nightly run that finds the lock's note of a dead holder: an API
+    write or a dry run that took the lock first would clear the note, and the dead run, left
+    `running`, would never have its customers summarised again."""
+    execute(con, "mark_crashed_runs", {"finished_at": utc_now()})
 
 
 def finish_run(

@@ -43,7 +43,7 @@ def take_snapshot(settings: Settings, snapshot_id: str) -> Path:
     # s of waiting for the device, which the copy's own waiting hides (the day's snapshot:
     # 0.74-1.97 -> 0.52-0.81 s).
     with ThreadPoolExecutor(1) as pruner:
-        pruned = pruner.submit(_prune, folder, KEEP - 1)
+        pruned = pruner.submit(_prune, folder, KEEP - 1, temporary)
         copy_file(Path(settings.warehouse), temporary)
         pruned.result()
     os.replace(temporary, target)
@@ -61,10 +61,13 @@ def current_snapshot(settings: Settings) -> Path | None:
     return path if path.exists() else None
 
 
-def _prune(folder: Path, keep: int) -> None:
-    """Delete all snapshots but the newest `keep`."""
+def _prune(folder: Path, keep: int, making: Path) -> None:
+    """Delete all snapshots but the newest `keep`, and copies a crashed writer left half made
+    (`.<id>.duckdb.tmp`, as large as the warehouse): under the writer lock, the only copy in
+    the making is `making`, this writer's own."""
     snapshots = sorted(folder.glob("*.duckdb"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in snapshots[keep:]:
+    leftovers = [p for p in folder.glob(".*.duckdb.tmp") if p != making]
+    for old in [*snapshots[keep:], *leftovers]:
         old.unlink(missing_ok=True)
 
 

@@ -1,2 +1,2 @@
--- Runs still marked running when their writer lock was found abandoned: their process died.
+-- Runs still marked running when a writer takes the lock: their process died holding it.
 UPDATE runs SET status = 'crashed', finished_at = $finished_at WHERE status = 'running';

@@ -460,6 +460,51 @@ def summaries(root: Path) -> list[tuple[object, ...]]:
         con.close()
 
 
+@pytest.mark.usefixtures("reproducible")
+def test_a_dead_run_is_recovered_whoever_takes_the_lock_first(
+    tmp_path: Path, landing: Path, keys: Path
+) -> None:
+    """Only a nightly run that found the lock's note of a dead holder used to mark the dead
+    run crashed. A dry-run backfill (or an API checkpoint) that took the lock first cleared
+    the note; the dead run stayed `running`, and its customers were never summarised."""
+    from flows.backfill import run_backfill
+    from flows.ingest import ingest_inbox
+    from flows.keys import salt_key
+    from flows.pipeline import open_warehouse
+    from flows.runs import start_run
+
+    whole = data_dir(tmp_path / "whole", landing, keys)
+    run_nightly(settings_for(whole), as_of=AS_OF, orchestrated=False)
+    died = data_dir(tmp_path / "died", landing, keys)
+    settings = settings_for(died)
+    dead = "run_20260101T000000Z_dead00"
+    with open_warehouse(settings) as con:  # ingests, and dies still `running`
+        start_run(con, dead, "nightly", AS_OF)
+        ingest_inbox(
+            con,
+            inbox=settings.inbox,
+            run_id=dead,
+            salt_key=salt_key(settings),
+            batch_rows=settings.batch_rows,
+        )
+    run_backfill(
+        settings,
+        period_from="2026-09",
+        period_to="2026-09",
+        as_of=AS_OF,
+        dry_run=True,
+        orchestrated=False,
+    )
+    con = duckdb.connect(str(died / "warehouse.duckdb"), read_only=True)
+    try:
+        assert con.execute("SELECT status FROM runs").fetchall() == [("crashed",)]
+    finally:
+        con.close()
+    run_nightly(settings, as_of=AS_OF, orchestrated=False)
+    assert summaries(died) == summaries(whole)
+    assert state(died)["checkpoints"] == state(whole)["checkpoints"]
+
+
 # --- Dask --------------------------------------------------------------------------------------
 
 

@@ -75,3 +75,13 @@ def test_warehouses_sharing_a_data_folder_keep_their_own_snapshots(tmp_path: Pat
         assert current is not None
         assert current.parent == Path(f"{settings.warehouse}.snapshots")
         assert current.read_bytes() == Path(settings.warehouse).name.encode()
+
+
+def test_a_copy_a_crashed_writer_left_is_deleted(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, warehouse=tmp_path / "warehouse.duckdb")
+    Path(settings.warehouse).write_bytes(b"state")
+    folder = snapshots.snapshot_dir(settings)
+    folder.mkdir()
+    (folder / ".run_0.duckdb.tmp").write_bytes(b"half a copy")
+    take_snapshot(settings, "run_1")
+    assert sorted(p.name for p in folder.iterdir()) == ["CURRENT", "run_1.duckdb"]
