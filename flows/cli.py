@@ -663,12 +663,13 @@ def main() -> None:
     except TallyproofError as err:
         if _state["debug"]:
             raise
-        console.print(f"[red]error[/] {err.code}: {err.message}")
+        # One line whatever the width: cron and systemd logs are read line by line.
+        console.print(f"[red]error[/] {err.code}: {err.message}", soft_wrap=True)
         sys.exit(1)
     except OSError as err:  # a path the command was given: missing, a folder, not writable
         if _state["debug"]:
             raise
-        console.print(f"[red]error[/] IO_ERROR: {err}")
+        console.print(f"[red]error[/] IO_ERROR: {err}", soft_wrap=True)
         sys.exit(1)
 
 
@@ -699,8 +700,9 @@ def keys_rotate(output: Output = None) -> None:
     # Published before it signs anything: a key that failed to reach the JWKS would sign
     # packages nobody can verify. If publishing fails, the old key stays active.
     kid = add_signing_key(settings)
-    path = publish_jwks(settings)
+    publish_jwks(settings)
     activate_signing_key(settings, kid)
+    path = publish_jwks(settings)  # again, to list the key now active first
     console.print(f"[green]new signing key[/] {kid}; JWKS written to {settings.output}/{path}")
 
 
@@ -867,7 +869,8 @@ def verify(
     from flows.verify import parse_json, verify_document
 
     data = _read_uri(document)
-    jwks_source = jwks_file or f"{_settings(output=output).output.rstrip('/')}/{JWKS_PATH}"
+    root = output or _output_root_of(document) or _settings().output
+    jwks_source = jwks_file or f"{root.rstrip('/')}/{JWKS_PATH}"
     try:
         parsed = parse_json(data)
     except ValueError as err:
@@ -902,6 +905,16 @@ def verify(
         )
     if not checks.ok:
         raise typer.Exit(1)
+
+
+def _output_root_of(document: str) -> str | None:
+    """The output root a published document sits in (`s3://b/out/receipts/...` is in
+    `s3://b/out`), whose JWKS signed it; None for a file outside one."""
+    for folder in ("receipts", "packages", "exports"):
+        root, found, _ = document.rpartition(f"/{folder}/")
+        if found and root:
+            return root
+    return None
 
 
 def _read_uri(uri: str) -> bytes:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import secrets
 from decimal import Decimal
 from typing import Any
@@ -31,6 +32,9 @@ from transforms.sampling import METHOD, sample_indices, sample_seed
 PACKAGE_SPEC = "tallyproof/verification-package/v1"
 MAX_SAMPLE = 1000
 MAX_CHAIN = 100
+
+
+PACKAGE_ID = re.compile(r"vpk_[a-z2-7]{25}[aeimquy4]")  # 128 bits: the last character holds 3
 
 
 def new_package_id() -> str:
@@ -154,6 +158,12 @@ def verify_package(verifier: Verifier, package: dict[str, Any]) -> Checks:
         {"sub": package.get("packageId"), "digest": digest},
     )
     checks.add("package: spec", package.get("spec") == PACKAGE_SPEC, str(package.get("spec")))
+    package_id = package.get("packageId")
+    checks.add(
+        "package: packageId",
+        isinstance(package_id, str) and PACKAGE_ID.fullmatch(package_id) is not None,
+        f"{package_id!r} is vpk_ and 26 lowercase base32 characters (128 bits)",
+    )
     checkpoint = package.get("checkpoint") or {}
     body = checkpoint.get("body") or {}
     verifier.checkpoint(checks, "checkpoint", checkpoint)

@@ -220,6 +220,21 @@ def test_a_rotation_that_cannot_publish_keeps_the_old_key(ledger: Ledger, tmp_pa
     after = active_signing_key(ledger.settings).kid
     assert after != before and after in rotated.output
     assert {before, after} <= {k["kid"] for k in jwks(ledger.settings)["keys"]}
+    published = json.loads((ledger.settings.data_dir / "output/.well-known/jwks.json").read_text())
+    assert published["keys"][0]["kid"] == after  # the active key first, as in every JWKS
+
+
+def test_verify_finds_the_jwks_of_the_output_the_document_sits_in(ledger: Ledger, tmp_path) -> None:
+    """A receipt in another output root (a copy, an s3:// prefix) is checked against that
+    root's JWKS, not the default output's."""
+    ledger.land_csv("a.csv", csv_row("d1", occurred_at="2026-03-01T00:00:00Z"))
+    ledger.run(as_of=date(2026, 4, 2))
+    elsewhere = tmp_path / "copied-output"
+    (ledger.settings.data_dir / "output").rename(elsewhere)
+    receipt = elsewhere / "receipts/acme/production/c1/2026-03.json"
+    result = CliRunner().invoke(app, ["verify", str(receipt)])
+    assert result.exit_code == 0, result.output
+    assert f"keys from {elsewhere}/.well-known/jwks.json" in result.output.replace("\n", "")
 
 
 def _main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> tuple:
@@ -300,6 +315,8 @@ def test_a_known_mistake_is_one_line(
     finally:
         get_settings.cache_clear()
     assert exit_code == code and says in stderr and "Traceback" not in stderr, stderr
+    if code == 1:  # our own error: one line, however long, for logs read line by line
+        assert len(stderr.strip().splitlines()) == 1, stderr
 
 
 def test_a_warehouse_that_is_not_one_is_a_config_error(ledger: Ledger, tmp_path) -> None:

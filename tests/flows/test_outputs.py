@@ -355,6 +355,7 @@ class TestOutputs:
             ("nonce", "sample: seed"),
             ("signature", "package: signature"),
             ("chain", "chain[0]: balances"),
+            ("package_id", "package: packageId"),
         ],
     )
     def test_a_changed_byte_fails_the_package(
@@ -381,8 +382,10 @@ class TestOutputs:
         elif tamper == "signature":
             signature = package["signature"]
             package["signature"] = signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB")
-        else:
+        elif tamper == "chain":
             package["chain"][0]["body"]["closingBalance"] = "1"
+        else:
+            package["packageId"] = "vpk_" + "a" * 25 + "b"  # 130 bits, not 128
         _, checks = verify_document(package, jwks(outputs.ledger.settings))
         failed = [f"{c.name}" for c in checks if not c.ok]
         assert fails in failed, failed
