@@ -874,7 +874,10 @@ def verify(
     try:
         parsed = parse_json(data)
     except ValueError as err:
-        console.print(f"[red]FAIL[/] {document} is not JSON ({err})")
+        hint = ""
+        if document.endswith(".csv"):  # SPEC section 6's CSV export carries no signatures
+            hint = "; the CSV batch export has no signatures: verify the .json beside it"
+        console.print(f"[red]FAIL[/] {document} is not JSON ({err}){hint}", soft_wrap=True)
         raise typer.Exit(1) from None
     try:
         keys = parse_json(_read_uri(jwks_source))

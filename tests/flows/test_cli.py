@@ -237,6 +237,16 @@ def test_verify_finds_the_jwks_of_the_output_the_document_sits_in(ledger: Ledger
     assert f"keys from {elsewhere}/.well-known/jwks.json" in result.output.replace("\n", "")
 
 
+def test_verify_of_the_csv_batch_export_points_to_the_json(ledger: Ledger) -> None:
+    ledger.land_csv("a.csv", csv_row("d1", occurred_at="2026-03-01T00:00:00Z"))
+    ledger.run(as_of=date(2026, 4, 2))
+    batch = ledger.settings.data_dir / "output/exports/acme/production/batch-checkpoints"
+    result = CliRunner().invoke(app, ["verify", str(batch / "2026-03.csv")])
+    assert result.exit_code == 1
+    assert "verify the .json beside it" in result.output
+    assert CliRunner().invoke(app, ["verify", str(batch / "2026-03.json")]).exit_code == 0
+
+
 def _main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> tuple:
     """(exit code, stderr) of the installed command's entry point, in this process."""
     from flows.cli import main
