@@ -113,8 +113,9 @@ def landing_events(spec: GeneratorSpec) -> pl.DataFrame:
     Each (tenant, month) draws from its own generator, seeded by the seed, the tenant and the
     month, and every later event of a delta (its settlement, a repeated delivery) comes from
     its own first event: a month is the same whatever window it is generated in, so windows
-    that overlap (`--end-month` moved on by a month, as the demo does) agree on every delta
-    they share, and the second ingests them as duplicates, not conflicts.
+    that overlap (`--end-month` moved on by a month, as the demo does) agree on the deltas
+    they share, and the second ingests them as duplicates, not conflicts. The exception is a
+    window's first month, whose opening deltas go to every customer in turn (`_first_events`).
     """
     first_events = _first_events(spec)
     followups = _followups(first_events)
@@ -145,8 +146,8 @@ def _first_events(spec: GeneratorSpec) -> pl.DataFrame:
     parts = []
     production, sandbox_customers = customer_split(spec.customers)
     weights = {size: _zipf(size) for size in {production, sandbox_customers} if size}
+    months = months_ending(spec.end_month, spec.months)
     for t_index, tenant in enumerate(tenant_ids(spec.tenants)):
-        months = months_ending(spec.end_month, spec.months)
         for m_index, first in enumerate(months):
             rng = np.random.default_rng([spec.seed, t_index, first.year, first.month])
             n = spec.deltas_per_month

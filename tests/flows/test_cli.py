@@ -86,6 +86,7 @@ def test_backfill_command(ledger: Ledger) -> None:
     )
     assert real.exit_code == 0, real.output
     assert "2026-02" in real.output and "2026-03" in real.output
+    assert "did change the periods above" in real.output
     again = runner.invoke(
         app, ["backfill", "--from", "2026-02", "--to", "2026-03", "--as-of", "2026-04-02"]
     )
