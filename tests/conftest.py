@@ -155,6 +155,17 @@ def ledger(settings: Settings) -> Ledger:
     return Ledger(settings)
 
 
+def ingest_and_die(settings: Settings, run_id: str, as_of: date | None):  # -> IngestSummary
+    """Ingest the inbox as nightly run `run_id` and stop there, the run left `running`: a run
+    that died after its ingest, as a `kill -9` leaves it."""
+    from flows.pipeline import ingest_task, open_warehouse
+    from flows.runs import start_run
+
+    with open_warehouse(settings) as con:
+        start_run(con, run_id, "nightly", as_of)
+        return ingest_task.fn(con, settings, run_id)  # the nightly run's own ingest
+
+
 def _free_port() -> int:
     import socket
 

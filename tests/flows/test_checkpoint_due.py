@@ -13,7 +13,7 @@ import pytest
 from flows.checkpoints import due_customers, ensure_checkpoint, stale_customers
 from flows.fingerprints import Customer
 from flows.warehouse import connect
-from tests.conftest import Ledger, csv_row
+from tests.conftest import Ledger, csv_row, ingest_and_die
 
 PERIODS = ["2025-12", "2026-01", "2026-02", "2026-03", "2026-04", "2026-05"]
 
@@ -209,10 +209,8 @@ def test_a_checkpoint_commits_to_the_summarised_leaves_when_a_run_failed_before_
     not count yet. A checkpoint made meanwhile (through the API) commits to the leaves its summary
     counts, a prefix of the tree, and the next run extends it with a consistency proof."""
     from flows.fingerprints import fingerprint_candidates
-    from flows.ingest import ingest_inbox
-    from flows.keys import salt_key
     from flows.pipeline import open_warehouse
-    from flows.runs import finish_run, new_run_id, start_run
+    from flows.runs import finish_run, new_run_id
     from transforms import merkle
 
     history(ledger)
@@ -220,16 +218,9 @@ def test_a_checkpoint_commits_to_the_summarised_leaves_when_a_run_failed_before_
     ledger.run(as_of=date(2026, 4, 10))  # April is open: summarised, not checkpointed
     land(ledger, "2026-04-11", ("a5", "alice", "5", "2026-04-10T00:00:00Z"))
     settings = ledger.settings
-    with open_warehouse(settings) as con:  # ingests, then fails before its summaries
-        run_id = new_run_id()
-        start_run(con, run_id, "nightly", date(2026, 4, 11))
-        ingest_inbox(
-            con,
-            inbox=settings.inbox,
-            run_id=run_id,
-            salt_key=salt_key(settings),
-            batch_rows=settings.batch_rows,
-        )
+    run_id = new_run_id()
+    ingest_and_die(settings, run_id, date(2026, 4, 11))  # ingests, then fails before its summaries
+    with open_warehouse(settings) as con:
         finish_run(con, run_id, "failed", {})
 
     alice = Customer("acme", "production", "alice")

@@ -23,7 +23,7 @@ from flows.config import Settings
 from flows.generate import generate_landing_files
 from flows.pipeline import run_nightly
 from flows.signing import active_signing_key
-from tests.conftest import REPO
+from tests.conftest import REPO, ingest_and_die
 from transforms.synthetic import GeneratorSpec
 
 AS_OF = date(2026, 11, 2)
@@ -381,25 +381,12 @@ def test_a_run_that_died_after_ingest_has_its_customers_summarised_by_the_next(
 ) -> None:
     # Deterministic version of one kill point: the dead run's files are in the ledger, so the
     # next run reads nothing; it must still summarise (and checkpoint) what the dead run took.
-    from flows.ingest import ingest_inbox
-    from flows.keys import salt_key
-    from flows.pipeline import open_warehouse
-    from flows.runs import start_run
 
     whole = data_dir(tmp_path / "whole", landing, keys)
     run_nightly(settings_for(whole), as_of=AS_OF, orchestrated=False)
     died = data_dir(tmp_path / "died", landing, keys)
     settings = settings_for(died)
-    with open_warehouse(settings) as con:
-        start_run(con, "run_20260101T000000Z_dead00", "nightly", AS_OF)
-        ingest_inbox(
-            con,
-            inbox=settings.inbox,
-            run_id="run_20260101T000000Z_dead00",
-            salt_key=salt_key(settings),
-            batch_rows=settings.batch_rows,
-        )
-        con.execute("UPDATE runs SET status = 'crashed'").fetchall()
+    ingest_and_die(settings, "run_20260101T000000Z_dead00", AS_OF)
     after = run_nightly(settings, as_of=AS_OF, orchestrated=False)
     assert after.ingest.rows_accepted == 0
     assert state(died)["checkpoints"] == state(whole)["checkpoints"]
@@ -414,10 +401,6 @@ def test_a_dead_run_with_an_earlier_id_than_the_run_before_it_is_still_summarise
     # carry an earlier id than the run that went first. Here the first run's id sorts last;
     # the run after it ingests the rest of the inbox and dies before its summaries. The next
     # run must still summarise those customers, though their summaries carry a "later" id.
-    from flows.ingest import ingest_inbox
-    from flows.keys import salt_key
-    from flows.pipeline import open_warehouse
-    from flows.runs import start_run
 
     whole = data_dir(tmp_path / "whole", landing, keys)
     run_nightly(settings_for(whole), as_of=AS_OF, orchestrated=False)
@@ -433,16 +416,7 @@ def test_a_dead_run_with_an_earlier_id_than_the_run_before_it_is_still_summarise
     for path in held_back.iterdir():
         path.rename(died / "inbox" / path.name)
     dead = "run_20260101T000000Z_000000"
-    with open_warehouse(settings) as con:
-        start_run(con, dead, "nightly", AS_OF)
-        taken = ingest_inbox(
-            con,
-            inbox=settings.inbox,
-            run_id=dead,
-            salt_key=salt_key(settings),
-            batch_rows=settings.batch_rows,
-        )
-        con.execute("UPDATE runs SET status = 'crashed' WHERE run_id = ?", [dead]).fetchall()
+    taken = ingest_and_die(settings, dead, AS_OF)
     assert taken.rows_accepted > 0
     run_nightly(settings, as_of=AS_OF, orchestrated=False)
     # The same summaries as one run over the whole inbox (checkpoints differ: the first run
@@ -468,25 +442,13 @@ def test_a_dead_run_is_recovered_whoever_takes_the_lock_first(
     run crashed. A dry-run backfill (or an API checkpoint) that took the lock first cleared
     the note; the dead run stayed `running`, and its customers were never summarised."""
     from flows.backfill import run_backfill
-    from flows.ingest import ingest_inbox
-    from flows.keys import salt_key
-    from flows.pipeline import open_warehouse
-    from flows.runs import start_run
 
     whole = data_dir(tmp_path / "whole", landing, keys)
     run_nightly(settings_for(whole), as_of=AS_OF, orchestrated=False)
     died = data_dir(tmp_path / "died", landing, keys)
     settings = settings_for(died)
     dead = "run_20260101T000000Z_dead00"
-    with open_warehouse(settings) as con:  # ingests, and dies still `running`
-        start_run(con, dead, "nightly", AS_OF)
-        ingest_inbox(
-            con,
-            inbox=settings.inbox,
-            run_id=dead,
-            salt_key=salt_key(settings),
-            batch_rows=settings.batch_rows,
-        )
+    ingest_and_die(settings, dead, AS_OF)
     run_backfill(
         settings,
         period_from="2026-09",
