@@ -865,11 +865,12 @@ def verify(
     as_json: Annotated[bool, _json_flag("VERIFY")] = False,
 ) -> None:
     """Check a receipt, package or checkpoint export offline; exit 0 only if all checks pass."""
+    from flows.outputs import output_root_of
     from flows.publish import JWKS_PATH
     from flows.verify import parse_json, verify_document
 
     data = _read_uri(document)
-    root = output or _output_root_of(document) or _settings().output
+    root = output or output_root_of(document) or _settings().output
     jwks_source = jwks_file or f"{root.rstrip('/')}/{JWKS_PATH}"
     try:
         parsed = parse_json(data)
@@ -908,16 +909,6 @@ def verify(
         )
     if not checks.ok:
         raise typer.Exit(1)
-
-
-def _output_root_of(document: str) -> str | None:
-    """The output root a published document sits in (`s3://b/out/receipts/...` is in
-    `s3://b/out`), whose JWKS signed it; None for a file outside one."""
-    for folder in ("receipts", "packages", "exports"):
-        root, found, _ = document.rpartition(f"/{folder}/")
-        if found and root:
-            return root
-    return None
 
 
 def _read_uri(uri: str) -> bytes:

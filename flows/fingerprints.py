@@ -18,9 +18,10 @@ from transforms import merkle
 from transforms.leaves import leaf_text
 from transforms.ledger import TREE
 from transforms.period_roots import leaf_hashes
+from transforms.validate import ID_PATTERN_128
 
 FINGERPRINT_PREFIX = re.compile(r"[0-9a-f]{8,64}")
-CUSTOMER_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+CUSTOMER_ID = re.compile(ID_PATTERN_128)  # as ingest validates it
 
 
 @dataclass(frozen=True)

@@ -342,6 +342,17 @@ def batch_checkpoint_files(latest: pl.DataFrame) -> list[OutputFile]:
 # --- receipts ------------------------------------------------------------------------------
 
 
+def output_root_of(document: str) -> str | None:
+    """The output root a published document sits in, from the folders the paths here (and
+    `flows.packages.package_path`) begin with: `s3://b/out/receipts/...` is in `s3://b/out`.
+    None for a file outside one."""
+    for folder in ("receipts", "packages", "exports"):
+        root, found, _ = document.rpartition(f"/{folder}/")
+        if found and root:
+            return root
+    return None
+
+
 def receipt_path(tenant: str, environment: str, customer: str, period: str) -> str:
     return "/".join(
         [

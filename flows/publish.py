@@ -256,7 +256,7 @@ def _write(
         )
         if not in_place:
             location.write_bytes(
-                _waiting_path(location, file, publication_id), file.data, atomic=False
+                _waiting_path(location, file.path, publication_id), file.data, atomic=False
             )
             staged = True
     progress.advance(STEP)
@@ -470,12 +470,11 @@ def _write_manifest(
     return path
 
 
-def _waiting_path(location: Location, file: OutputFile | str, publication_id: str) -> str:
-    """Where `file` waits to be moved into place. A Parquet part's name carries its run
+def _waiting_path(location: Location, path: str, publication_id: str) -> str:
+    """Where the file of `path` waits to be moved into place. A Parquet part's name carries its run
     (`part-<run>-0003.parquet`); the name it waits under does not (`.part-0003.parquet.pending`
     on a disk), so the next publication writes over what a crashed one left, as for every
     other file."""
-    path = file if isinstance(file, str) else file.path
     folder, name = path.rsplit("/", 1)
     if folder.startswith("parquet/"):
         path = f"{folder}/part-{name.rsplit('-', 1)[1]}"

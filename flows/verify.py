@@ -14,8 +14,8 @@ from decimal import Decimal
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from flows.signing import key_id
 from transforms import merkle
 from transforms.amounts import format_amount
 from transforms.checkpoints import CHECKPOINT_SPEC, checkpoint_id
@@ -81,8 +81,7 @@ class Verifier:
                 except (jwt.PyJWTError, TypeError, ValueError) as err:
                     self.problems.append(f"key {jwk['kid']!r} is not an Ed25519 key ({err})")
                     continue
-                raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-                if jwk["kid"] != hashlib.sha256(raw).hexdigest()[:16]:  # SPEC section 4
+                if jwk["kid"] != key_id(key):  # SPEC section 4
                     self.problems.append(
                         f"key {jwk['kid']!r}: its kid is not the first 16 hex of SHA-256 of "
                         "its public key"
