@@ -39,7 +39,7 @@ from flows.snapshots import snapshot_dir  # noqa: E402
 from flows.warehouse import query_frame  # noqa: E402
 from transforms.leaves import leaf_text  # noqa: E402
 from transforms.ledger import TREE  # noqa: E402
-from transforms.period_roots import leaf_hashes, period_roots  # noqa: E402
+from transforms.period_roots import leaf_hash_rows, tree_roots  # noqa: E402
 from transforms.synthetic import GeneratorSpec  # noqa: E402
 
 console = Console(width=150)
@@ -343,9 +343,9 @@ def merkle_stage(report: Report, texts: pl.DataFrame) -> None:
     parts: dict[str, Any] = {}
     with measured(report, "merkle roots (leaf bytes to roots)", "leaves", lambda: texts.height):
         started = time.perf_counter()
-        hashes = leaf_hashes(texts)
+        keys, hashes = leaf_hash_rows(texts)
         parts["leaves"] = time.perf_counter() - started
-        parts["roots"] = period_roots(hashes.lazy())
+        parts["roots"] = tree_roots(keys, hashes)
     levels = report.stages[-1].seconds - parts["leaves"]
     mean = texts["leaf"].str.len_bytes().mean()
     report.stages[-1].notes = (
@@ -367,7 +367,7 @@ def peers(report: Report, texts: pl.DataFrame, leaves: int) -> None:
     trees = subset.partition_by(TREE, maintain_order=True, as_dict=True)
     ours: list[pl.DataFrame] = []
     with measured(report, "  ours (peer subset)", "leaves", lambda: subset.height):
-        ours.append(period_roots(leaf_hashes(subset).lazy()))
+        ours.append(tree_roots(*leaf_hash_rows(subset)))
     expected = {tuple(row[:4]): row[4] for row in ours[0].select(*TREE, "root").iter_rows()}
     with measured(report, "  peer: pymerkle per tree", "leaves", lambda: subset.height):
         found = {}

@@ -17,7 +17,7 @@ from tests.transforms.test_merkle import mth
 from transforms import merkle
 from transforms.jcs import canonicalize, json_string
 from transforms.leaves import leaf_object, leaf_text
-from transforms.period_roots import leaf_hashes, period_roots
+from transforms.period_roots import leaf_hash_rows, leaf_hashes, period_roots, tree_roots
 
 # Text that JSON can carry: any code point but lone surrogates.
 TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=30)
@@ -175,13 +175,18 @@ def test_period_roots_refuse_leaves_that_are_not_whole_sorted_trees(
         period_roots(hashes.lazy())
 
 
-@pytest.mark.parametrize("leaves_per_call", [4, 7])
-def test_period_roots_in_small_hashing_calls_are_the_same(monkeypatch, leaves_per_call) -> None:
+@pytest.mark.parametrize(("leaves_per_call", "leaves_per_task"), [(4, 16), (7, 5), (7, 1 << 18)])
+def test_period_roots_in_small_hashing_calls_are_the_same(
+    monkeypatch, leaves_per_call, leaves_per_task
+) -> None:
     # Leaves are hashed in slices of LEAVES_PER_CALL (820 leaves: 4 divides them, 7 does not)
     # and a level's node hashes in slices of PAIRS_PER_CALL; with slices of three, every tree
-    # size from 1 to 40 spans several of them.
+    # size from 1 to 40 spans several of them. Trees of up to LEAVES_PER_TASK leaves are
+    # reduced in groups, one per thread, and the larger ones together after them: with 16,
+    # there are groups of one tree and of several, and 24 larger trees; with 5, 35.
     monkeypatch.setattr("transforms.period_roots.LEAVES_PER_CALL", leaves_per_call)
     monkeypatch.setattr("transforms.period_roots.PAIRS_PER_CALL", 3)
+    monkeypatch.setattr("transforms.period_roots.LEAVES_PER_TASK", leaves_per_task)
     sizes = list(range(1, 41))
     frame = pl.DataFrame(
         {
@@ -199,3 +204,26 @@ def test_period_roots_in_small_hashing_calls_are_the_same(monkeypatch, leaves_pe
     got = dict(zip(roots["customer_id"], roots["root"], strict=True))
     for size in sizes:
         assert got[f"c{size:02d}"] == mth([f"leaf {size} {i}".encode() for i in range(size)])
+
+
+def test_leaf_hash_rows_are_the_leaf_hashes_and_refuse_what_is_not_a_leaf() -> None:
+    frame = pl.DataFrame(
+        {
+            "tenant_id": "t",
+            "environment": "production",
+            "customer_id": ["a", "a", "b"],
+            "period": "2026-01",
+            "leaf_index": [0, 1, 0],
+            "leaf": ["x", "y", "z"],
+        }
+    )
+    keys, rows = leaf_hash_rows(frame)
+    assert keys.columns == ["tenant_id", "environment", "customer_id", "period", "leaf_index"]
+    assert [row.tobytes() for row in rows] == [merkle.leaf_hash(t.encode()) for t in "xyz"]
+    assert rows.tobytes() == b"".join(leaf_hashes(frame)["leaf_hash"])
+    roots = tree_roots(keys, rows)
+    assert roots["root"].to_list() == [mth([b"x", b"y"]), mth([b"z"])]
+    with pytest.raises(ValueError, match="2 leaf hashes for 3 leaves"):
+        tree_roots(keys, rows[:2])
+    with pytest.raises(ValueError, match="must not be null"):
+        leaf_hash_rows(frame.with_columns(leaf=pl.Series([None, "y", "z"], dtype=pl.String)))

@@ -280,6 +280,8 @@ def test_period_roots_take_every_trees_compact_range_from_its_levels(
     from transforms.period_roots import extended_trees, period_roots
 
     monkeypatch.setattr("transforms.period_roots.PAIRS_PER_CALL", 3)  # levels in many slices
+    # Groups of small trees on the threads, and the trees of more than 32 leaves after them.
+    monkeypatch.setattr("transforms.period_roots.LEAVES_PER_TASK", 32)
     sizes = [1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 31, 33, 64, 100, 129, 130]
     trees = {
         f"c{t:03d}": [merkle.leaf_hash(f"{t}/{i}".encode()) for i in range(n)]
