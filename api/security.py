@@ -1,7 +1,8 @@
 """Bearer JWT authentication (SPEC section 7).
 
-The accepted algorithms are pinned by configuration: HS256 with a secret (the default), or one
-asymmetric family (RS256, ES256 or EdDSA) with a public key file or a JWKS file. A token must
+The accepted algorithms are pinned by configuration: HS256 with a secret (the default), or
+asymmetric ones (RS256, ES256, EdDSA) with a public key file, which must fit every configured
+algorithm, or a JWKS file, whose keys each verify tokens of their own algorithm only. A token must
 carry `exp` and a valid `tenant_id`; an optional `environments` claim lists the environments it
 may use. `none`, and any algorithm not configured, are refused by PyJWT before any key is used.
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+from jwt.api_jws import get_algorithm_by_name
 
 from flows.config import Settings
 from flows.errors import ConfigError, TallyproofError
@@ -22,7 +24,6 @@ from flows.keys import jwt_secret
 
 TENANT = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 ENVIRONMENTS = ("sandbox", "production")
-ASYMMETRIC = {"RS256", "ES256", "EdDSA"}
 
 
 class Unauthorized(TallyproofError):
@@ -43,6 +44,10 @@ class Principal:
 
 
 class TokenVerifier:
+    """Checks bearer tokens against the configured algorithms and key, all loaded and checked
+    when the API starts: a key file that cannot verify a configured algorithm is a ConfigError
+    then, not a 500 on every request."""
+
     def __init__(self, settings: Settings) -> None:
         self.algorithms = list(settings.jwt_algorithms)
         self.leeway = settings.jwt_leeway_seconds
@@ -50,30 +55,38 @@ class TokenVerifier:
         if len(families) != 1:
             raise ConfigError("configure HS256 or asymmetric JWT algorithms, not both")
         self.hmac_key: bytes | None = None
-        self.public_key: Any = None
-        self.jwks: jwt.PyJWKSet | None = None
+        self.public_keys: dict[str, Any] = {}  # algorithm: prepared key
+        self.jwks: dict[str, jwt.PyJWK] = {}  # kid: key
         if "HS256" in self.algorithms:
             self.hmac_key = jwt_secret(settings)
         elif settings.jwt_jwks_file:
-            self.jwks = jwt.PyJWKSet.from_dict(json.loads(Path(settings.jwt_jwks_file).read_text()))
+            self.jwks = _jwks(Path(settings.jwt_jwks_file), self.algorithms)
         elif settings.jwt_public_key_file:
-            self.public_key = Path(settings.jwt_public_key_file).read_bytes()
+            self.public_keys = _public_keys(Path(settings.jwt_public_key_file), self.algorithms)
         else:
             raise ConfigError(
                 f"{'/'.join(self.algorithms)} needs TALLYPROOF_JWT_PUBLIC_KEY_FILE "
                 "or TALLYPROOF_JWT_JWKS_FILE"
             )
 
-    def _key(self, token: str) -> Any:
+    def _key(self, token: str) -> tuple[Any, list[str]]:
+        """The key that verifies `token`, and the algorithms it may be signed with."""
         if self.hmac_key is not None:
-            return self.hmac_key
-        if self.jwks is not None:
-            kid = jwt.get_unverified_header(token).get("kid")
-            for key in self.jwks.keys:
-                if key.key_id == kid:
-                    return key.key
-            raise Unauthorized(f"no key {kid!r} in the configured JWKS")
-        return self.public_key
+            return self.hmac_key, self.algorithms
+        header = jwt.get_unverified_header(token)
+        if self.jwks:
+            kid = header.get("kid")
+            key = self.jwks.get(kid) if isinstance(kid, str) else None
+            if key is None:
+                raise Unauthorized(f"no key {kid!r} in the configured JWKS")
+            # A key verifies tokens of its own algorithm only.
+            return key.key, [key.algorithm_name]
+        algorithm = header.get("alg")
+        if algorithm not in self.public_keys:
+            raise Unauthorized(
+                f"the token's algorithm {algorithm!r} is not one of {', '.join(self.algorithms)}"
+            )
+        return self.public_keys[algorithm], [algorithm]
 
     def verify(self, authorization: str | None) -> Principal:
         if not authorization:
@@ -83,16 +96,17 @@ class TokenVerifier:
             raise Unauthorized("the Authorization header must be 'Bearer <token>'")
         token = token.strip()
         try:
+            key, algorithms = self._key(token)
             claims = jwt.decode(
                 token,
-                self._key(token),
-                algorithms=self.algorithms,
+                key,
+                algorithms=algorithms,
                 leeway=self.leeway,
                 options={"require": ["exp"], "verify_aud": False},
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("the token has expired") from None
-        except jwt.InvalidTokenError as err:
+        except jwt.PyJWTError as err:  # InvalidTokenError, and a key that does not fit the alg
             raise Unauthorized(f"invalid token: {err}") from None
         tenant = claims.get("tenant_id")
         if not isinstance(tenant, str) or not TENANT.fullmatch(tenant) or tenant in (".", ".."):
@@ -107,6 +121,39 @@ class TokenVerifier:
                 raise Unauthorized("the environments claim must list sandbox and/or production")
             environments = tuple(environments)
         return Principal(tenant, environments, claims.get("sub"))
+
+
+def _jwks(path: Path, algorithms: list[str]) -> dict[str, jwt.PyJWK]:
+    """The keys of a JWKS file by kid, those of a configured algorithm only."""
+    try:
+        found = jwt.PyJWKSet.from_dict(json.loads(path.read_text(encoding="utf-8"))).keys
+    except (OSError, ValueError, jwt.PyJWTError) as err:
+        raise ConfigError(f"TALLYPROOF_JWT_JWKS_FILE {str(path)!r}: {err}") from None
+    keys = {k.key_id: k for k in found if k.key_id and k.algorithm_name in algorithms}
+    if not keys:
+        raise ConfigError(
+            f"TALLYPROOF_JWT_JWKS_FILE {str(path)!r} has no key with a kid for "
+            f"{', '.join(algorithms)}"
+        )
+    return keys
+
+
+def _public_keys(path: Path, algorithms: list[str]) -> dict[str, Any]:
+    """The public key file prepared for each configured algorithm."""
+    try:
+        pem = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"TALLYPROOF_JWT_PUBLIC_KEY_FILE {str(path)!r}: {err}") from None
+    keys = {}
+    for algorithm in algorithms:
+        try:
+            keys[algorithm] = get_algorithm_by_name(algorithm).prepare_key(pem)
+        except (ValueError, TypeError, jwt.PyJWTError) as err:
+            raise ConfigError(
+                f"TALLYPROOF_JWT_PUBLIC_KEY_FILE {str(path)!r} is not a {algorithm} public key:"
+                f" {err}"
+            ) from None
+    return keys
 
 
 def mint_token(

@@ -6,12 +6,16 @@ lives under `./data` (`TALLYPROOF_DATA_DIR`), so nothing else is needed to try t
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, PrivateAttr, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# RFC 7518 section 3.2: an HS256 key must be at least as long as the hash's output.
+HS256_MIN_SECRET_BYTES = 32
 
 
 class Settings(BaseSettings):
@@ -42,7 +46,10 @@ class Settings(BaseSettings):
     dask_address: str | None = Field(None, description="a Dask scheduler, tcp://host:8786")
 
     # Dashboard API (SPEC section 7).
-    jwt_algorithms: list[Literal["HS256", "RS256", "ES256", "EdDSA"]] = ["HS256"]
+    # NoDecode: the variable is a comma-separated list (`RS256,ES256`) or a JSON array.
+    jwt_algorithms: Annotated[list[Literal["HS256", "RS256", "ES256", "EdDSA"]], NoDecode] = [
+        "HS256"
+    ]
     jwt_secret: SecretStr | None = None
     jwt_public_key_file: Path | None = None
     jwt_jwks_file: Path | None = None
@@ -53,8 +60,48 @@ class Settings(BaseSettings):
         30.0, ge=0, description="how long an API write waits for a running pipeline"
     )
 
+    @field_validator("jwt_algorithms", mode="before")
+    @classmethod
+    def _algorithm_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            try:
+                value = json.loads(text) if text.startswith("[") else text.split(",")
+            except json.JSONDecodeError:
+                raise ValueError("expected RS256,ES256 or a JSON array of names") from None
+            value = [v.strip() if isinstance(v, str) else v for v in value]
+        if isinstance(value, list) and not [v for v in value if v != ""]:
+            raise ValueError("name at least one algorithm")
+        return value
+
+    @field_validator("salt_key")
+    @classmethod
+    def _salt_key_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty key would make every salt public, and with it a package's sibling hashes.
+        if value is not None and not value.get_secret_value():
+            raise ValueError("must not be empty (unset it to use the key in the keys folder)")
+        return value
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _jwt_secret_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < HS256_MIN_SECRET_BYTES:
+            raise ValueError(
+                f"must be at least {HS256_MIN_SECRET_BYTES} bytes (RFC 7518 section 3.2); "
+                "unset it to use the development secret in the keys folder"
+            )
+        return value
+
     # The folder settings that were derived from data_dir rather than given.
     _derived: set[str] = PrivateAttr(default_factory=set)
+
+    @model_validator(mode="after")
+    def _one_jwt_key_source(self) -> Settings:
+        if self.jwt_public_key_file is not None and self.jwt_jwks_file is not None:
+            raise ValueError(
+                "set TALLYPROOF_JWT_PUBLIC_KEY_FILE or TALLYPROOF_JWT_JWKS_FILE, not both"
+            )
+        return self
 
     @model_validator(mode="after")
     def _defaults_under_data_dir(self) -> Settings:
@@ -94,10 +141,18 @@ def get_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as err:
-        problems = [
-            f"TALLYPROOF_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
-            for e in err.errors()
-        ]
+        problems = [_problem(e["loc"], e["msg"]) for e in err.errors()]
         raise ConfigError("; ".join(problems)) from err
     except SettingsError as err:  # a list or object variable that is not JSON
         raise ConfigError(str(err)) from err
+
+
+def _problem(loc: tuple[int | str, ...], message: str) -> str:
+    """A validation error as `TALLYPROOF_JWT_ALGORITHMS[0]: message`: the variable, then the
+    place within a list value; a check of the whole settings names no variable."""
+    names = [str(p) for p in loc if isinstance(p, str)]
+    places = "".join(f"[{p}]" for p in loc if isinstance(p, int))
+    message = message.removeprefix("Value error, ")
+    if not names:
+        return message
+    return f"TALLYPROOF_{'_'.join(names).upper()}{places}: {message}"

@@ -201,3 +201,58 @@ def test_eddsa_with_a_jwks_file(built: Settings, tmp_path: Path) -> None:
             status(server, jwt.encode(claims(), stranger, algorithm="EdDSA", headers={"kid": "k1"}))
             == 401
         )
+
+
+def test_a_jwks_key_verifies_tokens_of_its_own_algorithm_only(
+    built: Settings, rsa_key: rsa.RSAPrivateKey, tmp_path: Path
+) -> None:
+    """Found by a review: an RS256 token naming the JWKS's EC key was a 500, not a 401."""
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    keys = [
+        {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(rsa_key.public_key())), "kid": "rsa"},
+        {**json.loads(jwt.algorithms.ECAlgorithm.to_jwk(ec_key.public_key())), "kid": "ec"},
+    ]
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": keys}))
+    settings = built.with_overrides(jwt_algorithms=["RS256", "ES256"], jwt_jwks_file=jwks)
+    with LiveServer(settings) as server:
+        for key, alg, kid, expected in [
+            (rsa_key, "RS256", "rsa", 200),
+            (ec_key, "ES256", "ec", 200),
+            (rsa_key, "RS256", "ec", 401),  # the EC key cannot verify RS256
+            (ec_key, "ES256", "rsa", 401),
+        ]:
+            token = jwt.encode(claims(), key, algorithm=alg, headers={"kid": kid})
+            assert status(server, token) == expected, (alg, kid)
+
+
+def test_a_key_file_that_cannot_verify_is_refused_at_start(
+    built: Settings, rsa_key: rsa.RSAPrivateKey, tmp_path: Path
+) -> None:
+    """Found by a review: these started, then answered every request with a 500 (or died
+    with a traceback)."""
+    from api.app import create_app
+    from flows.errors import ConfigError
+
+    pem = tmp_path / "rsa.pem"
+    pem.write_bytes(
+        rsa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a key")
+    not_json = tmp_path / "not.json"
+    not_json.write_text("{")
+    empty = tmp_path / "empty.json"
+    empty.write_text('{"keys": []}')
+    for overrides, says in [
+        ({"jwt_algorithms": ["ES256"], "jwt_public_key_file": pem}, "not a ES256 public key"),
+        ({"jwt_algorithms": ["RS256", "ES256"], "jwt_public_key_file": pem}, "ES256"),
+        ({"jwt_algorithms": ["RS256"], "jwt_public_key_file": garbage}, "not a RS256"),
+        ({"jwt_algorithms": ["RS256"], "jwt_jwks_file": not_json}, "JWKS_FILE"),
+        ({"jwt_algorithms": ["RS256"], "jwt_jwks_file": empty}, "JWKS_FILE"),
+        ({"jwt_algorithms": ["RS256"], "jwt_jwks_file": tmp_path / "none.json"}, "JWKS_FILE"),
+    ]:
+        with pytest.raises(ConfigError, match=says):
+            create_app(built.with_overrides(**overrides))
