@@ -17,6 +17,7 @@ from api import checkpoints, customers, proofs
 from api.envelope import error, ok
 from api.reader import SnapshotReader
 from api.security import TokenVerifier
+from api.writes import WriteQueue
 from flows.config import Settings, get_settings
 from flows.errors import TallyproofError
 from flows.signing import jwks
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.verifier = TokenVerifier(settings)
     app.state.reader = SnapshotReader(settings)
+    app.state.writes = WriteQueue(settings.api_write_wait_seconds)
 
     # batch-checkpoints/export before /{customerId}/export, which would otherwise match it
     app.include_router(checkpoints.batch_router)

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import polars as pl
 from fastapi import APIRouter, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +16,7 @@ from api.customers import MAX_PAGE, CustomerId
 from api.deps import AppSettings, CurrentScope, Reader
 from api.envelope import listed, ok
 from api.values import instant, parse_period, require_customer
+from api.writes import WriteQueue
 from flows.checkpoints import ensure_checkpoint, stale_customers
 from flows.fingerprints import Customer, fingerprint_candidates
 from flows.outputs import BATCH_COLUMNS, batch_checkpoint_files, load_batch_checkpoints
@@ -68,13 +68,9 @@ async def create_checkpoint(
     if latest is not None:
         return ok({**version_json(latest), "created": False})
     today = datetime.now(UTC).date()
-    row, created = await run_in_threadpool(
-        ensure_checkpoint,
-        settings,
-        who,
-        period,
-        today=today,
-        wait_seconds=settings.api_write_wait_seconds,
+    writes: WriteQueue = request.app.state.writes
+    row, created = await writes.run(
+        lambda wait: ensure_checkpoint(settings, who, period, today=today, wait_seconds=wait)
     )
     return ok({**version_json(row), "created": created}, status_code=201 if created else 200)
 
