@@ -4,9 +4,10 @@ Every option also reads from the environment. An option that is a setting (`--in
 `--output`, `--warehouse`, `--runner`, `--dask-address`, the API's `--host` and `--port`) reads
 the setting's own `TALLYPROOF_*` variable, as `Settings` does; every other option reads Click's
 automatic name, `TALLYPROOF_<COMMAND>_<OPTION>` (`TALLYPROOF_RUN_AS_OF`,
-`TALLYPROOF_RUN_INCLUDE_OPEN_PERIOD`, `TALLYPROOF_KEYS_ROTATE_OUTPUT`), so one variable never
-means two things. `--help` shows each option's variable. A known failure is one red line and exit
-code 1; `--debug` shows the traceback.
+`TALLYPROOF_RUN_INCLUDE_OPEN_PERIOD`, `TALLYPROOF_RUNS_LIMIT`), so one variable never means two
+things. `--help` shows each option's variable. A known failure is one red line and exit code 1,
+a usage error (a bad option or value, from the command line or a variable, which it names) one
+red line and exit code 2; `--debug` shows the traceback.
 """
 
 from __future__ import annotations
@@ -25,6 +26,11 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+# Typer 0.29 carries its own copy of Click; its exceptions and parameter sources live there.
+from typer._click import exceptions as click_errors
+from typer._click.core import Context as ClickContext
+from typer._click.core import Parameter, ParameterSource
 
 from flows import progress
 from flows.clock import instant_text
@@ -62,7 +68,7 @@ def _json_flag(command: str, what: str = "one JSON object") -> Any:
     Click's automatic name follows the Python parameter, `as_json`; so do the few other options
     whose flag is not their parameter's name."""
     return typer.Option(
-        "--json", envvar=f"TALLYPROOF_{command}_JSON", help=f"print {what} for machines"
+        "--json/--no-json", envvar=f"TALLYPROOF_{command}_JSON", help=f"print {what} for machines"
     )
 
 
@@ -252,7 +258,10 @@ DaskAddress = Annotated[
     ),
 ]
 NoWait = Annotated[
-    bool, typer.Option("--no-wait", help="fail at once if another run holds the warehouse")
+    bool,
+    typer.Option(
+        "--no-wait/--wait", help="fail at once if another run holds the warehouse (or wait)"
+    ),
 ]
 
 
@@ -658,8 +667,26 @@ Run it again: nothing changes (every file is already ingested and published).
 
 
 def main() -> None:
+    command = typer.main.get_command(app)
+    for param in command.params:
+        # Typer's completion options would read TALLYPROOF_INSTALL_COMPLETION through the
+        # prefix: a stray variable would then turn every run into a silent no-op that edits
+        # ~/.bashrc. Asked for on the command line only.
+        if param.name in ("install_completion", "show_completion"):
+            param.allow_from_autoenv = False
     try:
-        app()
+        code = command.main(prog_name="tallyproof", standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except click_errors.ClickException as err:  # a usage error: a bad option, value or variable
+        if _state["debug"]:
+            raise
+        console.print(f"[red]error[/] USAGE: {_usage_message(err)}", soft_wrap=True)
+        sys.exit(err.exit_code)
+    except typer.Abort:
+        console.print("[red]error[/] ABORTED", soft_wrap=True)
+        sys.exit(1)
     except TallyproofError as err:
         if _state["debug"]:
             raise
@@ -671,6 +698,39 @@ def main() -> None:
             raise
         console.print(f"[red]error[/] IO_ERROR: {err}", soft_wrap=True)
         sys.exit(1)
+    if isinstance(code, int) and code:  # typer.Exit(code), --help and the like
+        sys.exit(code)
+
+
+def _usage_message(err: click_errors.ClickException) -> str:
+    """The error on one line, naming the variable when the bad value came from one (Click names
+    the option only, which is not what the operator set)."""
+    message = " ".join(err.format_message().split())
+    if isinstance(err, click_errors.UsageError) and err.ctx is not None:
+        param = getattr(err, "param", None) or _param_of_hint(err)
+        if param is not None and param.name is not None:
+            source = err.ctx.get_parameter_source(param.name)
+            if source is ParameterSource.ENVIRONMENT:
+                message += f" (from {_envvar_of(param, err.ctx)})"
+        message += f" (see {err.ctx.command_path} --help)"
+    return message
+
+
+def _param_of_hint(err: click_errors.ClickException) -> Parameter | None:
+    """The parameter a BadParameter raised by a command names by `param_hint` ('--as-of')."""
+    hint = getattr(err, "param_hint", None)
+    ctx = getattr(err, "ctx", None)
+    if not isinstance(hint, str) or ctx is None:
+        return None
+    return next((p for p in ctx.command.params if hint in getattr(p, "opts", ())), None)
+
+
+def _envvar_of(param: Parameter, ctx: ClickContext) -> str:
+    if isinstance(param.envvar, str):
+        return param.envvar
+    if isinstance(param.envvar, list | tuple) and param.envvar:
+        return " or ".join(param.envvar)
+    return f"{ctx.auto_envvar_prefix}_{(param.name or '').upper()}"
 
 
 # --- checkpoints, receipts, verification ------------------------------------------------------

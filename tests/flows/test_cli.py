@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -248,6 +249,32 @@ def test_verify_of_the_csv_batch_export_points_to_the_json(ledger: Ledger) -> No
     assert CliRunner().invoke(app, ["verify", str(batch / "2026-03.json")]).exit_code == 0
 
 
+def test_variables_cannot_turn_on_completion_and_flags_can_be_turned_off(
+    ledger: Ledger,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    tmp_path: Path,
+) -> None:
+    """Found by a review: TALLYPROOF_INSTALL_COMPLETION=1 made every command edit ~/.bashrc
+    and do nothing else, and TALLYPROOF_RUNS_JSON=1 could not be undone on the command line."""
+    from flows.cli import main
+
+    ledger.land_csv("a.csv", csv_row("d1"))
+    ledger.run(as_of=date(2026, 4, 2))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TALLYPROOF_INSTALL_COMPLETION", "1")
+    monkeypatch.setenv("TALLYPROOF_SHOW_COMPLETION", "1")
+    monkeypatch.setenv("TALLYPROOF_RUNS_JSON", "1")
+    monkeypatch.setattr("sys.argv", ["tallyproof", "runs"])
+    main()
+    assert json.loads(capsys.readouterr().out)[0]["status"] == "succeeded"
+    assert not (tmp_path / "home").exists()
+    monkeypatch.setattr("sys.argv", ["tallyproof", "runs", "--no-json"])
+    main()
+    table = capsys.readouterr().out
+    assert "runs" in table and not table.lstrip().startswith("[")
+
+
 def _main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> tuple:
     """(exit code, stderr) of the installed command's entry point, in this process."""
     from flows.cli import main
@@ -263,6 +290,15 @@ def _main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args:
     [
         (["runs"], {"TALLYPROOF_WORKERS": "0"}, 1, "CONFIG_ERROR: TALLYPROOF_WORKERS"),
         (["runs"], {"TALLYPROOF_LOCK_WAIT_SECONDS": "abc"}, 1, "TALLYPROOF_LOCK_WAIT_SECONDS"),
+        # A second review: usage errors were boxed over many lines, and a bad value from a
+        # variable named the option, not the variable; empty or short secrets were taken.
+        (["runs"], {"TALLYPROOF_RUNS_LIMIT": "abc"}, 2, "(from TALLYPROOF_RUNS_LIMIT)"),
+        (["run"], {"TALLYPROOF_RUN_AS_OF": "April"}, 2, "--as-of: 'April' is not a date"),
+        (["run"], {"TALLYPROOF_RUN_AS_OF": "April"}, 2, "(from TALLYPROOF_RUN_AS_OF)"),
+        (["runs", "--nosuch"], {}, 2, "USAGE: No such option: --nosuch"),
+        (["runs"], {"TALLYPROOF_SALT_KEY": ""}, 1, "TALLYPROOF_SALT_KEY: must not be empty"),
+        (["token", "--tenant", "a"], {"TALLYPROOF_JWT_SECRET": "short"}, 1, "at least 32 bytes"),
+        (["runs"], {"TALLYPROOF_JWT_ALGORITHMS": "RS256,none"}, 1, "JWT_ALGORITHMS[1]: Input"),
         (["generate", "--end-month", "2026-13"], {}, 2, "--end-month"),
         (["run", "--as-of", "20260402"], {}, 2, "--as-of"),  # ISO's basic form is not taken
         (["demo", "--as-of", "2026-13-01"], {}, 2, "--as-of"),
@@ -326,8 +362,8 @@ def test_a_known_mistake_is_one_line(
     finally:
         get_settings.cache_clear()
     assert exit_code == code and says in stderr and "Traceback" not in stderr, stderr
-    if code == 1:  # our own error: one line, however long, for logs read line by line
-        assert len(stderr.strip().splitlines()) == 1, stderr
+    # One line, however long, for logs read line by line.
+    assert len(stderr.strip().splitlines()) == 1, stderr
 
 
 def test_a_warehouse_that_is_not_one_is_a_config_error(ledger: Ledger, tmp_path) -> None:
