@@ -218,7 +218,7 @@ def _conflict_message() -> pl.Expr:
 
 def _regression_message() -> pl.Expr:
     return message(
-        "delta '{}' is already {}; a move to {} is not allowed ({} line {})",
+        "delta '{}' has status {}; a move of its status to {} is not allowed ({} line {})",
         pl.col("delta_id"),
         pl.col("_terminal_status"),
         pl.col("status"),

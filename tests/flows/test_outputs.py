@@ -39,6 +39,7 @@ from flows.storage import PENDING, STAGING, Location, open_location
 from flows.verify import parse_json, verify_document
 from flows.warehouse import connect
 from tests.conftest import Ledger, csv_row
+from transforms import merkle
 
 AS_OF = date(2026, 5, 2)
 FIRST = [
@@ -327,6 +328,14 @@ class TestOutputs:
         assert outputs.location.exists(feb)
         table = outputs.dataset("deltas").to_table()
         assert table.num_rows == 8
+        # A version's consistency proof from the one it supersedes is in the feed: from an
+        # empty tree (a3 was pending) there is none to give.
+        versions = pl.from_arrow(outputs.dataset("checkpoints").to_table()).filter(
+            (pl.col("customer_id") == "alice") & (pl.col("period") == "2026-03")
+        )
+        old, new = versions.sort("version").rows(named=True)
+        assert (old["consistency_proof"], old["tree_size"]) == (None, 0)
+        assert (new["consistency_proof"], new["supersedes"]) == ("[]", old["fingerprint"])
         # Nothing is left in staging (where a local disk links replaced files aside).
         assert outputs.staging_left() == []
         march = outputs.read("exports/acme/production/customers/alice/2026-03.csv").decode()
@@ -549,6 +558,27 @@ class TestOutputs:
         assert [(r["delta_id"], r["status"]) for r in march] == [("a3", "verified")]
         assert outputs.dataset("deltas").to_table().num_rows == 8
         assert outputs.staging_left() == []
+
+
+def test_the_checkpoints_feed_proves_each_version_extends_the_last(ledger: Ledger) -> None:
+    """Found by a review: the proofs were kept in the warehouse only, so an auditor with the
+    published outputs could not check that a new version's tree extends the old one."""
+    march = [f"2026-03-{day:02d}T00:00:00Z" for day in range(1, 8)]
+    ledger.land_csv("a.csv", *(csv_row(f"d{i}", occurred_at=t) for i, t in enumerate(march[:3])))
+    ledger.run(as_of=date(2026, 4, 2))
+    ledger.land_csv("b.csv", *(csv_row(f"e{i}", occurred_at=t) for i, t in enumerate(march[3:])))
+    ledger.run(as_of=date(2026, 4, 3))
+    feed = pl.read_parquet(
+        str(ledger.settings.data_dir / "output/parquet/checkpoints/**/*.parquet")
+    ).sort("version")
+    old, new = feed.rows(named=True)
+    assert (old["tree_size"], new["tree_size"], new["supersedes"]) == (3, 7, old["fingerprint"])
+    assert old["consistency_proof"] is None
+    proof = [bytes.fromhex(h) for h in json.loads(new["consistency_proof"])]
+    assert len(proof) == 4  # RFC 6962 PROOF(3, D[7]): D[2], D[3], MTH(D[0:2]), MTH(D[4:7])
+    merkle.verify_consistency(  # raises when the proof does not hold
+        3, 7, bytes.fromhex(old["root"]), bytes.fromhex(new["root"]), proof
+    )
 
 
 def test_new_files_go_straight_to_their_place_but_never_over_a_file(ledger: Ledger) -> None:

@@ -71,8 +71,13 @@ def test_status_regression_across_runs(ledger: Ledger) -> None:
     ledger.ingest()
     ledger.land_csv("b.csv", csv_row("good"), csv_row("d1", status="pending"))
     ledger.ingest()
-    [(file, line, code, field, _, _)] = quarantined(ledger)
+    [(file, line, code, field, message, _)] = quarantined(ledger)
     assert (file, line, code, field) == ("b.csv", 3, "STATUS_REGRESSION", "status")
+    # SPEC section 2: the message names the field, the file and the line.
+    assert message == (
+        "delta 'd1' has status verified; a move of its status to pending is not allowed"
+        " (b.csv line 3)"
+    )
     assert ledger.rows("SELECT delta_id, status FROM deltas ORDER BY 1") == [
         ("d1", "verified"),
         ("good", "verified"),
