@@ -112,7 +112,7 @@ def test_status_regressions_are_refused(first: str, then: str) -> None:
     assert rejects.select("_code", "_field", "event_seq").rows() == [
         ("STATUS_REGRESSION", "status", 2)
     ]
-    assert f"already {first}" in rejects["_message"][0]
+    assert f"has status {first}; a move of its status to {then}" in rejects["_message"][0]
     assert created["status"].to_list() == [first]
 
 
