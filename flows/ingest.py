@@ -33,6 +33,7 @@ from flows import clock, progress
 from flows.readers import FileRefusal, read_landing_file
 from flows.storage import StoredFile, open_location
 from flows.warehouse import execute, fetch_one, query_frame, staged, transaction
+from transforms import codes
 from transforms.ledger import (
     ADVANCED,
     CREATED,
@@ -78,7 +79,7 @@ class IngestSummary:
 @dataclass
 class _LandedFile:
     path: str
-    sha256: str
+    sha256: str  # of the content; empty for a file refused unread (`_refuse_key`)
     size: int
     file_order: int
     rows: pl.LazyFrame | None  # landing rows; None when the file was refused whole
@@ -131,12 +132,17 @@ def ingest_inbox(
         progress.step(STEP, total=sum(f.size for f in files)),
     ):
         for stored in files:
+            if location.is_s3 and not _readable_key(stored.relative):
+                batch.add(landing.submit(_refuse_key, stored, next_file_order), 0)
+                next_file_order += 1
+                progress.advance(STEP, stored.size)
+                continue
             if hashes.unchanged(stored) in known:  # ingested before, and unchanged since
                 hashes.keep(stored)
                 data, digest = None, None
             else:
                 read_at = time.time_ns()
-                data = location.read_bytes(stored.relative)
+                data = location.read_listed(stored)
                 digest = hashlib.sha256(data).hexdigest()
                 hashes.hashed(stored, digest, read_at)
             if data is None or digest in known:
@@ -204,6 +210,24 @@ class _InboxHashes:
             if frame.height:
                 with staged(con, staged_inbox_hashes=frame):
                     execute(con, "insert_inbox_hashes")
+
+
+def _readable_key(relative: str) -> bool:
+    """Whether S3 clients read the object under this key: they resolve `.` and `..` segments
+    (pyarrow read `in/a/../ok.csv` as `in/ok.csv`) and refuse empty ones (`in/a//x.csv`)."""
+    return not any(segment in ("", ".", "..") for segment in relative.split("/"))
+
+
+def _refuse_key(stored: StoredFile, file_order: int) -> _LandedFile:
+    """A file refused for its name alone, unread: it has no content hash (`sha256` is empty),
+    so it is not recorded as ingested and is refused again by every run until renamed."""
+    refusal = FileRefusal(
+        codes.UNREADABLE_FILE,
+        f"{stored.relative}: S3 clients resolve '.' and '..' and refuse empty segments in a key,"
+        " so this object cannot be read under its own name; rename it",
+    )
+    log.warning("quarantined a whole file: %s", refusal.message)
+    return _LandedFile(stored.relative, "", stored.size, file_order, None, refusal)
 
 
 def _land(path: str, data: bytes, digest: str, file_order: int) -> _LandedFile:
@@ -442,5 +466,6 @@ def _file_records(
                 "ingested_at": now,
             }
             for f in batch.files
+            if f.sha256  # a file refused unread has no content to record
         ]
     )

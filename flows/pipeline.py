@@ -25,7 +25,15 @@ from flows.errors import ConfigError, StorageError
 from flows.ingest import IngestSummary, ingest_inbox
 from flows.keys import salt_key
 from flows.locks import writer_lock
-from flows.publish import PublishSummary, ShardJob, ShardRunner, publish, publish_shard, threads
+from flows.publish import (
+    PublishSummary,
+    ShardJob,
+    ShardRunner,
+    publish,
+    publish_shard,
+    require_output,
+    threads,
+)
 from flows.reports import publish_artifacts
 from flows.runs import finish_run, new_run_id, start_run
 from flows.signing import active_signing_key
@@ -138,10 +146,15 @@ def writing_run(
 
 
 def _transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only what may pass on its own: storage and network errors, not bugs or bad data."""
+    """Retry only what may pass on its own: local I/O errors, not bugs or bad data. A
+    StorageError is not retried here: `flows.storage` has retried it already (three layers of
+    retries held a run for minutes against an endpoint that was down, and a missing bucket
+    for three attempts)."""
     try:
         state.result()
-    except (StorageError, OSError):
+    except StorageError:
+        return False
+    except OSError:
         return True
     except Exception:  # noqa: BLE001 - anything else is not worth a retry
         return False
@@ -235,6 +248,7 @@ def run_nightly(
     """
     report = RunReport(new_run_id(), kind, run_date(as_of))
     report.last_period = last_period(report.as_of, include_open_period)
+    require_output(settings)
     with writing_run(settings, report, wait_seconds) as con:
         with timed(report, "ingest"):
             report.ingest = stage(ingest_task, orchestrated)(con, settings, report.run_id)

@@ -8,7 +8,11 @@ S3-compatible server understands.
 Transient S3 errors are retried twice over: by the AWS SDK's standard strategy inside each call,
 and here around each whole operation, because the SDK gives up on some of them (a 503 SlowDown
 on a GetObject surfaces as INTERNAL_FAILURE, unretried). Permanent errors (no such bucket,
-access denied) fail at once. What still fails is raised as `StorageError`, naming the path.
+access denied) fail at once. What still fails is raised as `StorageError`, naming the path, and
+nothing above retries it again: an endpoint that refuses connections fails an operation within
+seconds, one that accepts them and never answers within S3_ATTEMPTS * OPERATION_ATTEMPTS *
+REQUEST_TIMEOUT_SECONDS (4 minutes; retries stacked by the SDK, this module and Prefect's task
+retries once took 90).
 """
 
 from __future__ import annotations
@@ -29,16 +33,18 @@ from urllib.parse import urlparse
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from flows.errors import StorageError
+from flows.errors import ConfigError, StorageError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 STAGING = "_staging"  # where files wait on S3 (see `Location.pending_path`)
 PENDING = ".pending"  # the suffix of a file waiting beside its place on a disk
-S3_ATTEMPTS = 6  # the SDK's attempts per call
-OPERATION_ATTEMPTS = 5  # our attempts per operation, with exponential backoff
+S3_ATTEMPTS = 3  # the SDK's attempts per call
+OPERATION_ATTEMPTS = 4  # our attempts per operation, with exponential backoff
 BACKOFF_SECONDS = 0.2
+CONNECT_TIMEOUT_SECONDS = 5
+REQUEST_TIMEOUT_SECONDS = 20  # without a byte from the server
 TRANSIENT_MARKERS = (
     "SlowDown",
     "ServiceUnavailable",
@@ -54,11 +60,15 @@ TRANSIENT_MARKERS = (
     "timed out",
     "Failed to flush",
 )
-PERMANENT_MARKERS = (
+PERMANENT_MARKERS = (  # as S3 spells them, and as pyarrow's SDK reports them
     "NoSuchBucket",
+    "NO_SUCH_BUCKET",
     "AccessDenied",
+    "ACCESS_DENIED",
     "InvalidAccessKeyId",
+    "INVALID_ACCESS_KEY_ID",
     "SignatureDoesNotMatch",
+    "SIGNATURE_DOES_NOT_MATCH",
     "HTTP status 403",
     "HTTP status 404",
 )
@@ -66,7 +76,7 @@ PERMANENT_MARKERS = (
 
 @dataclass(frozen=True)
 class StoredFile:
-    relative: str  # POSIX path below the location's root
+    relative: str  # POSIX path below the location's root, as listed (never normalised)
     size: int
     mtime_ns: int | None = None  # last modified, when the filesystem says
 
@@ -134,7 +144,12 @@ class Location:
 
     def list_files(self, prefix: str = "") -> list[StoredFile]:
         """Every file below `prefix`, sorted by relative path; names starting with `.` or `_`
-        (uploads in progress, markers, staging) are left out."""
+        (uploads in progress, markers, staging) are left out.
+
+        An S3 key is any string: `in/a/../ok.csv`, `in/a//x.csv` and `in/../x.csv` are three
+        objects, none of them `in/ok.csv`. Their relative paths are kept as listed, never
+        normalised (normalising read `in/a/../ok.csv` as `in/ok.csv`, or hid it); `read_listed`
+        reads such a file by its own key."""
         base = self.path(prefix) if prefix else self.root
         selector = pafs.FileSelector(base, recursive=True, allow_not_found=True)
         infos = self._call(f"list {prefix or '/'} in", lambda: self.fs.get_file_info(selector))
@@ -142,11 +157,24 @@ class Location:
         for info in infos:
             if info.type != pafs.FileType.File:
                 continue
-            relative = posixpath.relpath(info.path, self.root) if self.root else info.path
-            if any(part.startswith((".", "_")) for part in relative.split("/")):
+            if not info.path.startswith(f"{self.root}/" if self.root else ""):
+                raise StorageError(f"{self.uri} listed {info.path!r}, which is not below it")
+            relative = info.path[len(self.root) + 1 :] if self.root else info.path
+            if any(_hidden(part) for part in relative.split("/")):
                 continue
             found.append(StoredFile(relative, info.size or 0, info.mtime_ns))
         return sorted(found, key=lambda f: f.relative)
+
+    def read_listed(self, stored: StoredFile) -> bytes:
+        """The bytes of a file `list_files` found, by the path it was listed under: unlike
+        `read_bytes`, whatever its segments (`..`, an empty one, a backslash)."""
+        path = f"{self.root}/{stored.relative}" if self.root else stored.relative
+
+        def read() -> bytes:
+            with self.fs.open_input_stream(path) as stream:
+                return stream.read()
+
+        return self._call(f"read {stored.relative!r} in", read)
 
     def read_bytes(self, relative: str) -> bytes:
         def read() -> bytes:
@@ -289,6 +317,12 @@ class Location:
                 raise
 
 
+def _hidden(segment: str) -> bool:
+    """A name written or left by a writer (`.x.tmp`, `_staging`), not a landed file; `.` and
+    `..` are not hidden: as S3 key segments they are part of an object's own name."""
+    return segment.startswith((".", "_")) and segment not in (".", "..")
+
+
 def _open_anonymous(folder: str) -> int | None:
     """A new anonymous file in `folder` (`O_TMPFILE`), open for writing; None where the
     filesystem has none. A missing folder raises FileNotFoundError."""
@@ -325,13 +359,24 @@ def s3_filesystem() -> pafs.S3FileSystem:
         or "us-east-1",
         "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=S3_ATTEMPTS),
         "allow_bucket_creation": True,
-        "connect_timeout": 10,
-        "request_timeout": 60,
+        "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        "request_timeout": REQUEST_TIMEOUT_SECONDS,
+        # A small file is one PUT, not a multipart upload of three requests.
+        "allow_delayed_open": True,
     }
     if endpoint:
         parsed = urlparse(endpoint)
-        options["endpoint_override"] = parsed.netloc or parsed.path
-        options["scheme"] = parsed.scheme or "https"
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            name = (
+                "AWS_ENDPOINT_URL_S3"
+                if os.environ.get("AWS_ENDPOINT_URL_S3")
+                else ("AWS_ENDPOINT_URL")
+            )
+            raise ConfigError(
+                f"{name} {endpoint!r} is not a URL: give its scheme, e.g. http://{endpoint}"
+            )
+        options["endpoint_override"] = parsed.netloc
+        options["scheme"] = parsed.scheme
         options["force_virtual_addressing"] = False
     if os.environ.get("AWS_ACCESS_KEY_ID"):
         options["access_key"] = os.environ["AWS_ACCESS_KEY_ID"]
