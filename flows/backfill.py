@@ -52,7 +52,14 @@ from flows.pipeline import (
     timed,
     writing_run,
 )
-from flows.publish import PublishSummary, Scope, publish, publish_scope, threads
+from flows.publish import (
+    PublishSummary,
+    Scope,
+    publish,
+    publish_scope,
+    require_output,
+    threads,
+)
 from flows.reports import publish_artifacts
 from flows.runs import mark_crashed_runs, new_run_id
 from flows.signing import active_signing_key
@@ -147,6 +154,8 @@ def run_backfill(
         RunReport(new_run_id(), "backfill", as_of), period_from, period_to, dry_run
     )
     report.run.last_period = closed
+    if not dry_run:
+        require_output(settings)
     with _backfill_warehouse(settings, report, dry_run, wait_seconds) as (con, work_settings):
         _backfill(con, work_settings, report, orchestrated)
     return report

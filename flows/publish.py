@@ -7,24 +7,26 @@ changed, and of that only the files whose bytes differ from what is already publ
 `published_files` inventory). The protocol, in order:
 
 1. Shards (some customers of one tenant, environment and period) are built and written by the
-   task runner: Parquet parts under new unique names (`part-<run>-<shard>.parquet`), fixed-path
-   files (exports, receipts) that no publication has made straight to their place, each
-   appearing whole and never over a file (`Location.write_new`), and those that replace one
-   under a hidden name that waits (`Location.pending_path`: beside the file on a disk, under
-   `_staging/<run>/` on S3). Batch exports, the quarantine CSV and the JWKS are written the same
-   way by the flow itself.
-2. The run's manifest is written: every file of the publication (path, bytes, rows, SHA-256, in
+   task runner: Parquet parts under new unique names (`part-<run>-<shard>.parquet`, waiting
+   under a hidden name), fixed-path files (exports, receipts) that no publication has made
+   straight to their place, each appearing whole and never over a file (`Location.write_new`),
+   and those that replace one under a hidden name that waits (`Location.pending_path`: beside
+   the file on a disk, under `_staging/<run>/` on S3). Batch exports, the quarantine CSV and
+   the JWKS are written the same way by the flow itself.
+2. Waiting fixed-path files are moved into place, each one atomically; then waiting Parquet
+   parts.
+3. The run's manifest is written: every file of the publication (path, bytes, rows, SHA-256, in
    `manifests/<run>.files.parquet`) and the complete current list of Parquet files per table.
-3. Waiting files are moved into place, each one atomically.
 4. `manifests/LATEST` is switched to the new manifest: from here on readers see the new state.
 5. Superseded Parquet files and staging folders are deleted; the inventory is updated and the
    covered runs are marked published in the warehouse.
 
-A crash before step 3 leaves the previous manifest and every file it lists intact (files no
-manifest lists may already be in place, each one whole); a crash in step 3 can leave some
+A crash before step 2 leaves the previous manifest and every file it lists intact (files no
+manifest lists may already be in place, each one whole); a crash in step 2 can leave some
 fixed-path files already new (each one whole). The next run publishes the same scope again and
 completes it, writing over the waiting files the crashed one left on a disk (their names do not
-depend on the run).
+depend on the run). An output root without LATEST gets everything the warehouse holds. See
+docs/outputs.md for what readers see.
 """
 
 from __future__ import annotations
@@ -288,6 +290,15 @@ def threads(workers: int = 2) -> ShardRunner:
     return run
 
 
+def require_output(settings: Settings) -> None:
+    """Refuse an S3 output whose bucket is missing or not ours before a run changes anything:
+    found at publish time, the run's ingest and checkpoints were already committed and the
+    error named a staging key. (A local output folder is made when first written.)"""
+    location = open_location(settings.output)
+    if location.is_s3:
+        location.require_folder("output")
+
+
 def publish(
     con: duckdb.DuckDBPyConnection,
     settings: Settings,
@@ -304,18 +315,23 @@ def publish(
     its earlier ones would have published; dry runs therefore work on a scratch copy of the
     warehouse (see `flows.backfill`).
     """
-    if scope is None:
-        runs = query_frame(con, "select_unpublished_runs")["run_id"].to_list()
-        scope = publish_scope(con, runs)
     runner = runner or threads()
     location = open_location(settings.output)
     previous = read_latest(location)
+    # An output root that does not hold the warehouse's last publication (a new root, one
+    # emptied, or one the warehouse stopped publishing to) gets everything the warehouse holds:
+    # publishing only what the last runs changed left a partial tree (24 of 80 receipts and no
+    # JWKS, in a review).
+    fresh = scope is None and not _holds_last_publication(con, previous)
+    if scope is None:
+        runs_query = "select_all_runs" if fresh else "select_unpublished_runs"
+        scope = publish_scope(con, query_frame(con, runs_query)["run_id"].to_list())
     summary = PublishSummary(publication_id=publication_id, runs=scope.runs)
     parts = [_inventory([])]
 
     work = plan_shards(con, scope)
     summary.shards = len(work)
-    published = _published(con, [s for w in work for s in shard_slots(w)])
+    published = {} if fresh else _published(con, [s for w in work for s in shard_slots(w)])
     with progress.step(STEP):
         jobs = (
             ShardJob(
@@ -330,7 +346,7 @@ def publish(
         for result in runner(publish_shard, jobs):
             parts.append(_inventory(result))
         for files in _flow_files(con, settings, scope, work):
-            now = _published(con, [f.path for f in files])
+            now = {} if fresh else _published(con, [f.path for f in files])
             parts.append(
                 _inventory([_write(location, publication_id, f, now, dry_run) for f in files])
             )
@@ -343,10 +359,10 @@ def publish(
     folders = set(new_parquet["slot"].str.split("#").list.first().to_list())
     covered = scope.runs if scope.complete else []
     if dry_run:
-        _record(con, publication_id, covered, inventory, folders)
+        _record(con, publication_id, covered, inventory, folders, fresh=fresh)
         return summary
 
-    parquet = _current_parquet(con, folders, new_parquet)
+    parquet = _current_parquet(con, folders, new_parquet, fresh=fresh)
     # Parquet parts move in last and their superseded parts go first thing after LATEST: the
     # time in which a directory scan sees both is a few renames long.
     waiting = written.filter("staged")
@@ -357,7 +373,7 @@ def publish(
     )
     location.write_bytes(LATEST, json.dumps({"manifest": summary.manifest}).encode())
     summary.removed = _clean_up(location, folders, parquet)
-    _record(con, publication_id, covered, inventory, folders)
+    _record(con, publication_id, covered, inventory, folders, fresh=fresh)
     log.info(
         "published %d files (%d unchanged, %d bytes) in %s",
         summary.files,
@@ -413,12 +429,13 @@ def _published(con: duckdb.DuckDBPyConnection, slots: list[str]) -> dict[str, tu
 
 
 def _current_parquet(
-    con: duckdb.DuckDBPyConnection, rewritten: set[str], new: pl.DataFrame
+    con: duckdb.DuckDBPyConnection, rewritten: set[str], new: pl.DataFrame, *, fresh: bool
 ) -> dict[str, list[dict[str, Any]]]:
-    """The complete Parquet listing after this publication, per table."""
+    """The complete Parquet listing after this publication, per table (`fresh`: an output root
+    that holds nothing of the inventory)."""
     kept = [
         r
-        for r in query_frame(con, "select_published_parquet").to_dicts()
+        for r in ([] if fresh else query_frame(con, "select_published_parquet").to_dicts())
         if r["slot"].split("#")[0] not in rewritten
     ]
     listing: dict[str, list[dict[str, Any]]] = {}
@@ -495,6 +512,19 @@ def _promote(location: Location, publication_id: str, paths: list[str]) -> None:
         list(pool.map(move, chunks))
 
 
+def _holds_last_publication(con: duckdb.DuckDBPyConnection, latest: dict[str, Any] | None) -> bool:
+    """Whether the output root whose LATEST manifest is `latest` holds what the inventory says:
+    it names the warehouse's last publication, or is one a crash left unrecorded right after it
+    (LATEST switched, the runs not yet marked). True before any publication."""
+    last = query_frame(con, "select_last_publication")["publication_id"].to_list()
+    if not last:
+        return latest is None or latest.get("previous") is None
+    if latest is None:
+        return False
+    path = f"manifests/{last[0]}.json"
+    return latest.get("path") == path or latest.get("previous") == path
+
+
 def read_latest(location: Location) -> dict[str, Any] | None:
     """The current manifest (with its own `path`), or None before the first publication."""
     if not location.exists(LATEST):
@@ -528,7 +558,11 @@ def _record(
     runs: list[str],
     inventory: pl.DataFrame,
     folders: set[str],
+    *,
+    fresh: bool,
 ) -> None:
+    """Record what the output root holds now, and the runs the publication covered; `fresh`:
+    it holds nothing else (the inventory of another root is forgotten)."""
     rows = inventory.select(
         "slot",
         "path",
@@ -556,7 +590,7 @@ def _record(
             staged_runs=pl.DataFrame({"run_id": runs}, schema={"run_id": pl.String}),
         ),
     ):
-        execute(con, "delete_published_slots")
+        execute(con, "delete_published_files" if fresh else "delete_published_slots")
         if rows.height:
             execute(con, "insert_published_files")
         execute(
