@@ -313,6 +313,8 @@ def _main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args:
         (["demo", "--as-of", "2099-01-01"], {}, 2, "is after today"),
         (["api", "--port", "99999"], {}, 2, "--port"),
         (["verify", "."], {}, 1, "IO_ERROR"),
+        (["verify", "s3://only-a-bucket"], {}, 1, "does not name one object"),
+        (["verify", "s3://bucket/a/../r.json"], {}, 1, "does not name one object"),
         (["receipt", "--tenant", "acme", "--customer", "c1", "--period", "x"], {}, 1, "--period"),
         (
             ["receipt", "--tenant", "nope", "--customer", "c1", "--period", "2026-03"],
