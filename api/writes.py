@@ -11,6 +11,7 @@ arrival, queueing included, and no more than MAX_WAITING of them at once; beyond
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ from typing import TypeVar
 
 from flows.errors import WarehouseBusyError
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_WAITING = 64
@@ -43,7 +45,8 @@ class WriteQueue:
             return await loop.run_in_executor(
                 self._pool, lambda: work(max(0.0, deadline - time.monotonic()))
             )
-        except WarehouseBusyError:
+        except WarehouseBusyError as err:
+            log.warning("an API write gave up waiting: %s", err.message)
             raise WarehouseBusyError(BUSY) from None
         finally:
             self.waiting -= 1

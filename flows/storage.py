@@ -148,8 +148,8 @@ class Location:
 
         An S3 key is any string: `in/a/../ok.csv`, `in/a//x.csv` and `in/../x.csv` are three
         objects, none of them `in/ok.csv`. Their relative paths are kept as listed, never
-        normalised (normalising read `in/a/../ok.csv` as `in/ok.csv`, or hid it); `read_listed`
-        reads such a file by its own key."""
+        normalised (normalising read `in/a/../ok.csv` as `in/ok.csv`, or hid it), so that the
+        caller can tell them apart (see `flows.ingest`, which refuses them)."""
         base = self.path(prefix) if prefix else self.root
         selector = pafs.FileSelector(base, recursive=True, allow_not_found=True)
         infos = self._call(f"list {prefix or '/'} in", lambda: self.fs.get_file_info(selector))
@@ -166,8 +166,9 @@ class Location:
         return sorted(found, key=lambda f: f.relative)
 
     def read_listed(self, stored: StoredFile) -> bytes:
-        """The bytes of a file `list_files` found, by the path it was listed under: unlike
-        `read_bytes`, whatever its segments (`..`, an empty one, a backslash)."""
+        """The bytes of a file `list_files` found, by the path it was listed under, which
+        `read_bytes` would refuse when it holds a backslash. (S3 clients resolve `.` and `..`
+        segments and refuse empty ones: such a key cannot be read as itself at all.)"""
         path = f"{self.root}/{stored.relative}" if self.root else stored.relative
 
         def read() -> bytes:
@@ -367,11 +368,8 @@ def s3_filesystem() -> pafs.S3FileSystem:
     if endpoint:
         parsed = urlparse(endpoint)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            name = (
-                "AWS_ENDPOINT_URL_S3"
-                if os.environ.get("AWS_ENDPOINT_URL_S3")
-                else ("AWS_ENDPOINT_URL")
-            )
+            given = "AWS_ENDPOINT_URL_S3" if os.environ.get("AWS_ENDPOINT_URL_S3") else ""
+            name = given or "AWS_ENDPOINT_URL"
             raise ConfigError(
                 f"{name} {endpoint!r} is not a URL: give its scheme, e.g. http://{endpoint}"
             )
