@@ -57,6 +57,10 @@ class TokenVerifier:
         self.hmac_key: bytes | None = None
         self.public_keys: dict[str, Any] = {}  # algorithm: prepared key
         self.jwks: dict[str, jwt.PyJWK] = {}  # kid: key
+        if settings.jwt_public_key_file is not None and settings.jwt_jwks_file is not None:
+            raise ConfigError(
+                "set TALLYPROOF_JWT_PUBLIC_KEY_FILE or TALLYPROOF_JWT_JWKS_FILE, not both"
+            )
         if "HS256" in self.algorithms:
             self.hmac_key = jwt_secret(settings)
         elif settings.jwt_jwks_file:
@@ -82,7 +86,7 @@ class TokenVerifier:
             # A key verifies tokens of its own algorithm only.
             return key.key, [key.algorithm_name]
         algorithm = header.get("alg")
-        if algorithm not in self.public_keys:
+        if not isinstance(algorithm, str) or algorithm not in self.public_keys:
             raise Unauthorized(
                 f"the token's algorithm {algorithm!r} is not one of {', '.join(self.algorithms)}"
             )
@@ -129,7 +133,10 @@ def _jwks(path: Path, algorithms: list[str]) -> dict[str, jwt.PyJWK]:
         found = jwt.PyJWKSet.from_dict(json.loads(path.read_text(encoding="utf-8"))).keys
     except (OSError, ValueError, jwt.PyJWTError) as err:
         raise ConfigError(f"TALLYPROOF_JWT_JWKS_FILE {str(path)!r}: {err}") from None
-    keys = {k.key_id: k for k in found if k.key_id and k.algorithm_name in algorithms}
+    usable = [k for k in found if k.key_id and k.algorithm_name in algorithms]
+    keys = {k.key_id: k for k in usable}
+    if len(keys) != len(usable):
+        raise ConfigError(f"TALLYPROOF_JWT_JWKS_FILE {str(path)!r} has two keys with one kid")
     if not keys:
         raise ConfigError(
             f"TALLYPROOF_JWT_JWKS_FILE {str(path)!r} has no key with a kid for "

@@ -4,8 +4,9 @@ A POST that makes a checkpoint needs the writer lock, which a pipeline run holds
 Waiting for it in the server's thread pool took one of the threads that serve reads per
 waiting request: 45 waiting POSTs stalled a GET for 23 s (SPEC section 7: the API keeps
 answering while a run writes). Writes therefore wait in a thread of their own, one at a time
-(the lock lets one writer in anyway), each for at most `api_write_wait_seconds` from its
-arrival, queueing included, and no more than MAX_WAITING of them at once; beyond either, 409.
+(the lock lets one writer in anyway), each for the lock at most until `api_write_wait_seconds`
+after its arrival, queueing included (one whose time ran out in the queue still tries the lock
+once), and no more than MAX_WAITING of them at once; otherwise 409.
 """
 
 from __future__ import annotations

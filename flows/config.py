@@ -14,9 +14,6 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-# RFC 7518 section 3.2: an HS256 key must be at least as long as the hash's output.
-HS256_MIN_SECRET_BYTES = 32
-
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TALLYPROOF_", extra="ignore")
@@ -82,26 +79,8 @@ class Settings(BaseSettings):
             raise ValueError("must not be empty (unset it to use the key in the keys folder)")
         return value
 
-    @field_validator("jwt_secret")
-    @classmethod
-    def _jwt_secret_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value().encode()) < HS256_MIN_SECRET_BYTES:
-            raise ValueError(
-                f"must be at least {HS256_MIN_SECRET_BYTES} bytes (RFC 7518 section 3.2); "
-                "unset it to use the development secret in the keys folder"
-            )
-        return value
-
     # The folder settings that were derived from data_dir rather than given.
     _derived: set[str] = PrivateAttr(default_factory=set)
-
-    @model_validator(mode="after")
-    def _one_jwt_key_source(self) -> Settings:
-        if self.jwt_public_key_file is not None and self.jwt_jwks_file is not None:
-            raise ValueError(
-                "set TALLYPROOF_JWT_PUBLIC_KEY_FILE or TALLYPROOF_JWT_JWKS_FILE, not both"
-            )
-        return self
 
     @model_validator(mode="after")
     def _defaults_under_data_dir(self) -> Settings:

@@ -11,6 +11,7 @@ import secrets
 from pathlib import Path
 
 from flows.config import Settings
+from flows.errors import ConfigError
 
 SALT_KEY_FILE = "salt.key"
 
@@ -37,13 +38,23 @@ def salt_key(settings: Settings) -> bytes:
 
 
 JWT_SECRET_FILE = "jwt.secret"
+# RFC 7518 section 3.2: an HS256 key must be at least as long as the hash's output.
+HS256_MIN_SECRET_BYTES = 32
 
 
 def jwt_secret(settings: Settings) -> bytes:
     """The HS256 secret: `TALLYPROOF_JWT_SECRET`, or a development secret made once in the keys
     folder so that `tallyproof token` and `tallyproof api` agree out of the box."""
     if settings.jwt_secret is not None:
-        return settings.jwt_secret.get_secret_value().encode("utf-8")
+        secret = settings.jwt_secret.get_secret_value().encode("utf-8")
+        # Checked here, where the API and `tallyproof token` use it, not in the settings: a
+        # pipeline run that shares the API's environment does not need it.
+        if len(secret) < HS256_MIN_SECRET_BYTES:
+            raise ConfigError(
+                f"TALLYPROOF_JWT_SECRET must be at least {HS256_MIN_SECRET_BYTES} bytes (RFC 7518"
+                " section 3.2); unset it to use the development secret in the keys folder"
+            )
+        return secret
     path = Path(settings.keys_dir) / JWT_SECRET_FILE
     write_secret_file(path, secrets.token_hex(32).encode())
     return path.read_bytes().strip()

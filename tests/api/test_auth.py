@@ -180,6 +180,17 @@ def test_rs256_refuses_hs256_signed_with_the_public_key(
     assert status(rs256, jwt.encode(claims(), SECRET, algorithm="HS256")) == 401
 
 
+def test_a_header_whose_alg_is_not_text_is_a_401(
+    rs256: LiveServer, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    """Found by a review: `{"alg": ["RS256"]}` was a 500 (an unhashable alg)."""
+    good = jwt.encode(claims(), rsa_key, algorithm="RS256")
+    _, payload, signature = good.split(".")
+    for alg in (["RS256"], {"a": 1}, None, 7):
+        header = b64(json.dumps({"alg": alg, "typ": "JWT"}).encode())
+        assert status(rs256, f"{header}.{payload}.{signature}") == 401, alg
+
+
 def test_rs256_refuses_another_rsa_key(rs256: LiveServer) -> None:
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     assert status(rs256, jwt.encode(claims(), other, algorithm="RS256")) == 401
@@ -246,6 +257,9 @@ def test_a_key_file_that_cannot_verify_is_refused_at_start(
     not_json.write_text("{")
     empty = tmp_path / "empty.json"
     empty.write_text('{"keys": []}')
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(rsa_key.public_key()))
+    twins = tmp_path / "twins.json"
+    twins.write_text(json.dumps({"keys": [{**jwk, "kid": "k"}, {**jwk, "kid": "k"}]}))
     for overrides, says in [
         ({"jwt_algorithms": ["ES256"], "jwt_public_key_file": pem}, "not a ES256 public key"),
         ({"jwt_algorithms": ["RS256", "ES256"], "jwt_public_key_file": pem}, "ES256"),
@@ -253,6 +267,12 @@ def test_a_key_file_that_cannot_verify_is_refused_at_start(
         ({"jwt_algorithms": ["RS256"], "jwt_jwks_file": not_json}, "JWKS_FILE"),
         ({"jwt_algorithms": ["RS256"], "jwt_jwks_file": empty}, "JWKS_FILE"),
         ({"jwt_algorithms": ["RS256"], "jwt_jwks_file": tmp_path / "none.json"}, "JWKS_FILE"),
+        ({"jwt_algorithms": ["RS256"], "jwt_jwks_file": twins}, "two keys with one kid"),
+        (
+            {"jwt_algorithms": ["RS256"], "jwt_jwks_file": twins, "jwt_public_key_file": pem},
+            "not both",
+        ),
+        ({"jwt_secret": "short"}, "at least 32 bytes"),
     ]:
         with pytest.raises(ConfigError, match=says):
             create_app(built.with_overrides(**overrides))

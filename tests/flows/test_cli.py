@@ -298,6 +298,8 @@ def _main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args:
         (["runs", "--nosuch"], {}, 2, "USAGE: No such option: --nosuch"),
         (["runs"], {"TALLYPROOF_SALT_KEY": ""}, 1, "TALLYPROOF_SALT_KEY: must not be empty"),
         (["token", "--tenant", "a"], {"TALLYPROOF_JWT_SECRET": "short"}, 1, "at least 32 bytes"),
+        # The API's secret is checked where it is used: a pipeline command does not need it.
+        (["runs", "--limit", "x"], {"TALLYPROOF_JWT_SECRET": "short"}, 2, "--limit"),
         (["runs"], {"TALLYPROOF_JWT_ALGORITHMS": "RS256,none"}, 1, "JWT_ALGORITHMS[1]: Input"),
         (["generate", "--end-month", "2026-13"], {}, 2, "--end-month"),
         (["run", "--as-of", "20260402"], {}, 2, "--as-of"),  # ISO's basic form is not taken
