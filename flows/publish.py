@@ -25,8 +25,8 @@ A crash before step 2 leaves the previous manifest and every file it lists intac
 manifest lists may already be in place, each one whole); a crash in step 2 can leave some
 fixed-path files already new (each one whole). The next run publishes the same scope again and
 completes it, writing over the waiting files the crashed one left on a disk (their names do not
-depend on the run). An output root without LATEST gets everything the warehouse holds. See
-docs/outputs.md for what readers see.
+depend on the run). An output root whose LATEST is not the warehouse's last recorded
+publication gets everything the warehouse holds. See docs/outputs.md for what readers see.
 """
 
 from __future__ import annotations
@@ -319,13 +319,19 @@ def publish(
     location = open_location(settings.output)
     previous = read_latest(location)
     # An output root that does not hold the warehouse's last publication (a new root, one
-    # emptied, or one the warehouse stopped publishing to) gets everything the warehouse holds:
-    # publishing only what the last runs changed left a partial tree (24 of 80 receipts and no
-    # JWKS, in a review).
-    fresh = scope is None and not _holds_last_publication(con, previous)
-    if scope is None:
-        runs_query = "select_all_runs" if fresh else "select_unpublished_runs"
-        scope = publish_scope(con, query_frame(con, runs_query)["run_id"].to_list())
+    # emptied, or one the warehouse stopped publishing to) gets everything the warehouse holds,
+    # whatever the scope asked for (a backfill's months): publishing only what the last runs
+    # changed left a partial tree (24 of 80 receipts and no JWKS, in a review), and the next
+    # run, finding its LATEST, would never have completed it.
+    fresh = not dry_run and not _holds_last_publication(con, previous)
+    if fresh:
+        log.warning(
+            "%s does not hold this warehouse's last publication: publishing everything",
+            location.uri,
+        )
+        scope = publish_scope(con, query_frame(con, "select_all_runs")["run_id"].to_list())
+    elif scope is None:
+        scope = publish_scope(con, query_frame(con, "select_unpublished_runs")["run_id"].to_list())
     summary = PublishSummary(publication_id=publication_id, runs=scope.runs)
     parts = [_inventory([])]
 
@@ -359,7 +365,7 @@ def publish(
     folders = set(new_parquet["slot"].str.split("#").list.first().to_list())
     covered = scope.runs if scope.complete else []
     if dry_run:
-        _record(con, publication_id, covered, inventory, folders, fresh=fresh)
+        _record(con, publication_id, covered, inventory, folders, fresh=fresh, manifest=None)
         return summary
 
     parquet = _current_parquet(con, folders, new_parquet, fresh=fresh)
@@ -373,7 +379,9 @@ def publish(
     )
     location.write_bytes(LATEST, json.dumps({"manifest": summary.manifest}).encode())
     summary.removed = _clean_up(location, folders, parquet)
-    _record(con, publication_id, covered, inventory, folders, fresh=fresh)
+    _record(
+        con, publication_id, covered, inventory, folders, fresh=fresh, manifest=summary.manifest
+    )
     log.info(
         "published %d files (%d unchanged, %d bytes) in %s",
         summary.files,
@@ -514,15 +522,16 @@ def _promote(location: Location, publication_id: str, paths: list[str]) -> None:
 
 def _holds_last_publication(con: duckdb.DuckDBPyConnection, latest: dict[str, Any] | None) -> bool:
     """Whether the output root whose LATEST manifest is `latest` holds what the inventory says:
-    it names the warehouse's last publication, or is one a crash left unrecorded right after it
-    (LATEST switched, the runs not yet marked). True before any publication."""
-    last = query_frame(con, "select_last_publication")["publication_id"].to_list()
+    LATEST names the warehouse's last recorded publication, or one that a crash left unrecorded
+    right after it (LATEST switched, the publication not yet recorded). True before any
+    publication. (Two crashes in a row at that point make the next run publish everything:
+    slow, never wrong.)"""
+    last = query_frame(con, "select_last_publication")["manifest"].to_list()
     if not last:
         return latest is None or latest.get("previous") is None
     if latest is None:
         return False
-    path = f"manifests/{last[0]}.json"
-    return latest.get("path") == path or latest.get("previous") == path
+    return last[0] in (latest.get("path"), latest.get("previous"))
 
 
 def read_latest(location: Location) -> dict[str, Any] | None:
@@ -560,9 +569,11 @@ def _record(
     folders: set[str],
     *,
     fresh: bool,
+    manifest: str | None,
 ) -> None:
-    """Record what the output root holds now, and the runs the publication covered; `fresh`:
-    it holds nothing else (the inventory of another root is forgotten)."""
+    """Record what the output root holds now, the runs the publication covered, and the
+    publication itself (`manifest`, which LATEST names; None for a dry run); `fresh`: the root
+    holds nothing else (the inventory of another root is forgotten)."""
     rows = inventory.select(
         "slot",
         "path",
@@ -598,6 +609,16 @@ def _record(
             "mark_runs_published",
             {"published_at": clock.now_naive(), "publication_id": publication_id},
         )
+        if manifest is not None:
+            execute(
+                con,
+                "insert_publication",
+                {
+                    "publication_id": publication_id,
+                    "manifest": manifest,
+                    "recorded_at": clock.now_naive(),
+                },
+            )
 
 
 def publish_jwks(settings: Settings) -> str:

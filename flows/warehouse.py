@@ -33,6 +33,7 @@ SCHEMA = (
     "create_checkpoint_coverage",
     "create_latest_checkpoints",
     "create_published_files",
+    "create_publications",
 )
 
 

@@ -112,3 +112,43 @@ def test_an_output_root_without_a_publication_gets_everything(ledger: Ledger, tm
     assert "receipts/acme/production/carol/2026-03.json" in published(first)
     # Carol's March alone: activity, receipt, two batch exports, three Parquet parts, quarantine.
     assert (report.publication.files, report.publication.unchanged) == (8, 1)  # 1: the JWKS
+
+
+def test_a_backfill_into_a_new_output_root_publishes_everything(ledger: Ledger, tmp_path) -> None:
+    """Found by a review of the change above: a backfill (which publishes its months only) into
+    a new root left it partial, and the next run, finding the backfill's LATEST, never
+    completed it. Each publication is recorded, so a backfill's own month-by-month publications
+    do not look like a new root to one another."""
+    from datetime import date
+
+    from flows.backfill import run_backfill
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    ledger.land_csv(
+        "a.csv",
+        csv_row("d1", customer="alice", occurred_at="2026-01-05T00:00:00Z"),
+        csv_row("d2", customer="bob", occurred_at="2026-02-05T00:00:00Z"),
+        csv_row("d3", customer="carol", occurred_at="2026-03-05T00:00:00Z"),
+    )
+    ledger.settings = ledger.settings.with_overrides(output=str(first))
+    ledger.run(as_of=date(2026, 4, 2))
+    ledger.settings = ledger.settings.with_overrides(output=str(second))
+    report = run_backfill(
+        ledger.settings,
+        period_from="2026-02",
+        period_to="2026-03",
+        as_of=date(2026, 4, 2),
+        orchestrated=False,
+    )
+    assert "receipts/acme/production/alice/2026-01.json" in published_paths(second)
+    assert published_paths(first) <= published_paths(second)
+    # The backfill's second month found the root as its first month left it: nothing more.
+    assert report.periods[-1].files_written < 10
+    ledger.land_csv("b.csv", csv_row("d4", customer="dan", occurred_at="2026-03-06T00:00:00Z"))
+    again = ledger.run(as_of=date(2026, 4, 2))
+    assert (again.publication.files, again.publication.unchanged) == (8, 1)
+
+
+def published_paths(root) -> set[str]:
+    names = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    return {n for n in names if not n.startswith(("manifests/", "quarantine/", "parquet/"))}
