@@ -56,15 +56,18 @@ def leaf_hash_rows(leaves: pl.LazyFrame | pl.DataFrame) -> tuple[pl.DataFrame, n
 
     # A slice at a time, as the tree levels are hashed: the hex answers of 9 M leaves were
     # half a gigabyte of fresh memory (3.0 M leaves/s whole against 3.6 M in slices).
-    def hashed(start: int) -> None:
+    def hashed(start: int) -> int:
         hexes = digests.slice(start, LEAVES_PER_CALL).collect().to_series()
         if hexes.null_count():
             raise ValueError("leaves must not be null")
         rows[start : start + len(hexes)] = np.frombuffer(_digest_bytes(hexes), np.uint8).reshape(
             -1, 32
         )
+        return len(hexes)
 
-    _in_parallel(hashed, range(0, max(keys.height, 1), LEAVES_PER_CALL))
+    counts = _in_parallel(hashed, range(0, max(keys.height, 1), LEAVES_PER_CALL))
+    if sum(counts) != keys.height:  # every row of `rows` must have been written
+        raise ValueError(f"{sum(counts)} leaf hashes for {keys.height} leaves")
     return keys, rows
 
 
