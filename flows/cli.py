@@ -676,8 +676,7 @@ def main() -> None:
             param.allow_from_autoenv = False
     try:
         code = command.main(prog_name="tallyproof", standalone_mode=False)
-    except click_errors.NoArgsIsHelpError as err:
-        err.show()
+    except click_errors.NoArgsIsHelpError as err:  # Typer has printed the help already
         sys.exit(err.exit_code)
     except click_errors.ClickException as err:  # a usage error: a bad option, value or variable
         if _state["debug"]:

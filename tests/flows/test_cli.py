@@ -275,6 +275,14 @@ def test_variables_cannot_turn_on_completion_and_flags_can_be_turned_off(
     assert "runs" in table and not table.lstrip().startswith("[")
 
 
+@pytest.mark.parametrize("args", [[], ["keys"]])
+def test_no_command_prints_the_help_alone(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, args: list[str]
+) -> None:
+    code, stderr = _main(monkeypatch, capsys, *args)
+    assert code == 2 and stderr == ""
+
+
 def _main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> tuple:
     """(exit code, stderr) of the installed command's entry point, in this process."""
     from flows.cli import main
