@@ -39,9 +39,9 @@ from transforms.period_roots import (
     consistency_proof_hashes,
     extended_trees,
     leaf_hash_rows,
-    leaf_hashes,
     tree_roots,
     tree_runs,
+    with_leaf_hashes,
 )
 
 log = logging.getLogger(__name__)
@@ -315,11 +315,7 @@ def mark_checkpoints_due(con: duckdb.DuckDBPyConnection, customers: pl.DataFrame
 def tree_leaf_hashes(con: duckdb.DuckDBPyConnection, trees: pl.DataFrame) -> pl.DataFrame:
     """KEY, `leaf_index`, `leaf_hash` of every leaf of `trees` (from its `from_index` on and
     before its `to_index`, where `trees` has them), sorted by tree and index."""
-    if trees.is_empty():
-        return pl.DataFrame(
-            schema={**{c: pl.String for c in KEY}, "leaf_index": pl.Int64, "leaf_hash": pl.Binary}
-        )
-    return leaf_hashes(leaf_text(tree_leaves(con, trees).lazy()))
+    return with_leaf_hashes(*tree_leaf_hash_rows(con, trees))
 
 
 def tree_leaf_hash_rows(

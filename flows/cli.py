@@ -971,17 +971,17 @@ def verify(
 
 
 def _read_uri(uri: str) -> bytes:
-    from flows.storage import open_location
+    from flows.storage import has_odd_segment, open_location
 
     if uri.startswith("s3://"):
         bucket, _, key = uri.removeprefix("s3://").partition("/")
-        segments = key.split("/")
-        if not bucket or any(s in ("", ".", "..") for s in segments):
+        if not bucket or has_odd_segment(key):
             # A bucket alone, or a key S3 would not read as written (`a/../b` is its own key).
             raise InvalidRequestError(
                 "document", f"{uri!r} does not name one object, s3://bucket/key"
             )
-        return open_location(f"s3://{bucket}/{'/'.join(segments[:-1])}").read_bytes(segments[-1])
+        folder, _, name = key.rpartition("/")
+        return open_location(f"s3://{bucket}/{folder}").read_bytes(name)
     path = Path(uri)
     if not path.exists():
         raise InvalidRequestError("document", f"no such file: {uri}")

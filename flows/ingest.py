@@ -132,7 +132,7 @@ def ingest_inbox(
         progress.step(STEP, total=sum(f.size for f in files)),
     ):
         for stored in files:
-            if location.is_s3 and not _readable_key(stored.relative):
+            if not location.readable_as_listed(stored):
                 batch.add(landing.submit(_refuse_key, stored, next_file_order), 0)
                 next_file_order += 1
                 progress.advance(STEP, stored.size)
@@ -210,12 +210,6 @@ class _InboxHashes:
             if frame.height:
                 with staged(con, staged_inbox_hashes=frame):
                     execute(con, "insert_inbox_hashes")
-
-
-def _readable_key(relative: str) -> bool:
-    """Whether S3 clients read the object under this key: they resolve `.` and `..` segments
-    (pyarrow read `in/a/../ok.csv` as `in/ok.csv`) and refuse empty ones (`in/a//x.csv`)."""
-    return not any(segment in ("", ".", "..") for segment in relative.split("/"))
 
 
 def _refuse_key(stored: StoredFile, file_order: int) -> _LandedFile:

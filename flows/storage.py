@@ -103,8 +103,7 @@ class Location:
 
     def path(self, relative: str) -> str:
         """The filesystem path of `relative`, refusing anything that would leave the root."""
-        parts = relative.split("/")
-        if relative.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in relative:
+        if relative.startswith("/") or has_odd_segment(relative) or "\\" in relative:
             raise StorageError(f"refusing path {relative!r}: it is not a plain relative path")
         return f"{self.root}/{relative}" if self.root else relative
 
@@ -164,6 +163,11 @@ class Location:
                 continue
             found.append(StoredFile(relative, info.size or 0, info.mtime_ns))
         return sorted(found, key=lambda f: f.relative)
+
+    def readable_as_listed(self, stored: StoredFile) -> bool:
+        """Whether `read_listed` can read this file as itself: S3 clients resolve `.` and `..`
+        segments of a key and refuse empty ones (pyarrow read `in/a/../ok.csv` as `in/ok.csv`)."""
+        return not (self.is_s3 and has_odd_segment(stored.relative))
 
     def read_listed(self, stored: StoredFile) -> bytes:
         """The bytes of a file `list_files` found, by the path it was listed under, which
@@ -316,6 +320,11 @@ class Location:
         except StorageError as err:
             if not isinstance(err.__cause__, FileNotFoundError):
                 raise
+
+
+def has_odd_segment(relative: str) -> bool:
+    """Whether a slash-separated path has an empty, `.` or `..` segment."""
+    return any(segment in ("", ".", "..") for segment in relative.split("/"))
 
 
 def _hidden(segment: str) -> bool:

@@ -35,7 +35,11 @@ T = TypeVar("T")
 
 def leaf_hashes(leaves: pl.LazyFrame | pl.DataFrame) -> pl.DataFrame:
     """TREE, `leaf_index` and `leaf_hash` (32 bytes: SHA-256(0x00 || leaf)) per leaf."""
-    keys, rows = leaf_hash_rows(leaves)
+    return with_leaf_hashes(*leaf_hash_rows(leaves))
+
+
+def with_leaf_hashes(keys: pl.DataFrame, rows: np.ndarray) -> pl.DataFrame:
+    """`keys` with the (n, 32) leaf hashes `rows` as a `leaf_hash` column of 32-byte values."""
     return keys.with_columns(_binary32("leaf_hash", rows))
 
 
