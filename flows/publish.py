@@ -9,12 +9,12 @@ changed, and of that only the files whose bytes differ from what is already publ
 1. Shards (some customers of one tenant, environment and period) are built and written by the
    task runner: Parquet parts under new unique names (`part-<run>-<shard>.parquet`, waiting
    under a hidden name), fixed-path files (exports, receipts) that no publication has made
-   straight to their place, each appearing whole and never over a file (`Location.write_new`),
-   and those that replace one under a hidden name that waits (`Location.pending_path`: beside
-   the file on a disk, under `_staging/<run>/` on S3). Batch exports, the quarantine CSV and
-   the JWKS are written the same way by the flow itself.
-2. Waiting fixed-path files are moved into place, each one atomically; then waiting Parquet
-   parts.
+   straight to their place, each appearing whole and never over a file a manifest lists
+   (`Location.write_new`), and those that replace one under a hidden name that waits
+   (`Location.pending_path`: beside the file on a disk, under `_staging/<run>/` on S3). Batch
+   exports, the quarantine CSV and the JWKS are written the same way by the flow itself.
+2. Waiting fixed-path files are put into place, each one atomically (`Location.promote`); then
+   waiting Parquet parts.
 3. The run's manifest is written: every file of the publication (path, bytes, rows, SHA-256, in
    `manifests/<run>.files.parquet`) and the complete current list of Parquet files per table.
 4. `manifests/LATEST` is switched to the new manifest: from here on readers see the new state.
@@ -216,6 +216,7 @@ class ShardJob:
     publication_id: str
     published: dict[str, tuple[str, str]]  # slot -> (path, sha256) as published now
     dry_run: bool = False
+    exact: bool = False  # `published` lists every file a manifest at LATEST lists
 
 
 def publish_shard(job: ShardJob) -> list[Entry]:
@@ -223,7 +224,7 @@ def publish_shard(job: ShardJob) -> list[Entry]:
     it reads only its job and writes only its own files)."""
     location = open_location(job.output)
     return [
-        _write(location, job.publication_id, file, job.published, job.dry_run)
+        _write(location, job.publication_id, file, job.published, job.dry_run, job.exact)
         for file in build_shard(job.inputs, job.publication_id)
     ]
 
@@ -241,6 +242,7 @@ def _write(
     file: OutputFile,
     published: dict[str, tuple[str, str]],
     dry_run: bool,
+    exact: bool,
 ) -> Entry:
     slot = _slot(file)
     sha = hashlib.sha256(file.data).hexdigest()
@@ -254,7 +256,9 @@ def _write(
         # so does every Parquet part: a directory scan of the BI feed would otherwise count a
         # rewritten partition twice, its old part and its new one, until the old one goes.
         in_place = (
-            file.kind != "parquet" and current is None and location.write_new(file.path, file.data)
+            file.kind != "parquet"
+            and current is None
+            and location.write_new(file.path, file.data, unlisted=exact)
         )
         if not in_place:
             location.write_bytes(
@@ -324,6 +328,7 @@ def publish(
     # changed left a partial tree (24 of 80 receipts and no JWKS, in a review), and the next
     # run, finding its LATEST, would never have completed it.
     fresh = not dry_run and not _holds_last_publication(con, previous)
+    exact = _inventory_is_exact(con, previous)
     if fresh:
         log.warning(
             "%s does not hold this warehouse's last publication: publishing everything",
@@ -346,6 +351,7 @@ def publish(
                 publication_id,
                 {s: published[s] for s in shard_slots(w) if s in published},
                 dry_run,
+                exact,
             )
             for w in work
         )
@@ -354,7 +360,9 @@ def publish(
         for files in _flow_files(con, settings, scope, work):
             now = {} if fresh else _published(con, [f.path for f in files])
             parts.append(
-                _inventory([_write(location, publication_id, f, now, dry_run) for f in files])
+                _inventory(
+                    [_write(location, publication_id, f, now, dry_run, exact) for f in files]
+                )
             )
 
     inventory = pl.concat(parts)
@@ -511,7 +519,7 @@ def _promote(location: Location, publication_id: str, paths: list[str]) -> None:
 
     def move(chunk: list[str]) -> None:
         for path in chunk:
-            location.move(_waiting_path(location, path, publication_id), path)
+            location.promote(_waiting_path(location, path, publication_id), path)
 
     # In chunks: `map` submits every item at once, and a future per file was gigabytes of
     # futures at 1.8 million files.
@@ -532,6 +540,16 @@ def _holds_last_publication(con: duckdb.DuckDBPyConnection, latest: dict[str, An
     if latest is None:
         return False
     return last[0] in (latest.get("path"), latest.get("previous"))
+
+
+def _inventory_is_exact(con: duckdb.DuckDBPyConnection, latest: dict[str, Any] | None) -> bool:
+    """Whether every file that the manifest at LATEST lists is in the inventory, so that a path
+    the inventory lacks is listed by no manifest a reader holds: there is no LATEST, or it
+    names the warehouse's last recorded publication (not one a crash left unrecorded)."""
+    if latest is None:
+        return True
+    last = query_frame(con, "select_last_publication")["manifest"].to_list()
+    return bool(last) and last[0] == latest.get("path")
 
 
 def read_latest(location: Location) -> dict[str, Any] | None:

@@ -220,14 +220,14 @@ class Location:
         self._call(f"write {relative} in", write)
 
     def pending_path(self, relative: str, batch: str) -> str:
-        """Where a new version of `relative` can wait, hidden from `list_files`, until `move`
+        """Where a new version of `relative` can wait, hidden from `list_files`, until `promote`
         puts it in place.
 
         On a local disk that is beside it (`.<name>.pending`): renames within a folder
         replaced 29,000-31,000 files a second here from eight threads, where renames between
         folders take a lock of the whole filesystem and replaced 8,400 a second. The name
         is the same in every batch, so the next batch to write the file writes over what a
-        crashed one left. On S3, where a move is a copy, files wait flat under
+        crashed one left. On S3, where promoting is a copy, files wait flat under
         `_staging/<batch>/`, each under the SHA-256 of its path in one of 256 folders, and
         `delete_folder` takes a crashed batch's away at once.
         """
@@ -237,10 +237,15 @@ class Location:
         folder, name = posixpath.split(relative)
         return posixpath.join(folder, f".{name}{PENDING}")
 
-    def write_new(self, relative: str, data: bytes) -> bool:
+    def write_new(self, relative: str, data: bytes, *, unlisted: bool = False) -> bool:
         """Write a file that does not exist yet, whole at once, and return True; return False,
-        writing nothing, when a file is already there or this storage cannot promise it (S3,
-        or a disk without `O_TMPFILE`).
+        writing nothing, when a file is already there or this storage cannot promise it (a
+        disk without `O_TMPFILE`, or S3 without `unlisted`).
+
+        S3 has no portable way to refuse an existing key (conditional PUTs are newer than many
+        S3-compatible stores), so there the caller vouches with `unlisted` that no manifest
+        lists the path: then one PUT writes it in place, which appears whole. Staging it and
+        copying it into place after took four requests a file, a folder marker among them.
 
         On Linux the bytes go to an anonymous file in the target folder, which is then linked
         in under its name: the file appears whole, a file already there is never replaced, and
@@ -248,7 +253,11 @@ class Location:
         creates 100,000 small files in 1.9-2.2 s, where staging them and renaming them into
         place took 4.6-5.0 s and a hidden temporary file renamed in its folder 2.5-2.8 s.
         """
-        if self.is_s3 or not hasattr(os, "O_TMPFILE"):
+        if self.is_s3:
+            if unlisted:
+                self.write_bytes(relative, data)
+            return unlisted
+        if not hasattr(os, "O_TMPFILE"):
             return False
         target = self.path(relative)
         folder = posixpath.dirname(target)
@@ -257,7 +266,7 @@ class Location:
             try:
                 fd = _open_anonymous(folder)
             except FileNotFoundError:
-                # Open first and make the folder only when it is missing, as `move` does: two
+                # Open first and make the folder only when it is missing, as `promote` does: two
                 # threads wrote 28,000-31,000 files a second into folders that exist with a
                 # folder check per file, 40,000-43,000 without (shards share no Location, so
                 # each checked every customer's folder again).
@@ -287,13 +296,15 @@ class Location:
             self.fs.create_dir(folder, recursive=True)
             self._folders.add(folder)
 
-    def move(self, source: str, target: str) -> None:
-        """Move a file within the location, replacing `target` (a rename on disk, copy and
-        delete on S3)."""
+    def promote(self, source: str, target: str) -> None:
+        """Put the file waiting at `source` (see `pending_path`) in place of `target`: a rename
+        on disk, a server-side copy on S3, where the waiting file goes with its staging folder
+        (`delete_folder`, a thousand keys a request). Deleting it here was two more requests,
+        and pyarrow writes a marker for the folder a delete leaves empty."""
 
-        def move() -> None:
+        def promote() -> None:
             if self.is_s3:
-                self.fs.move(self.path(source), self.path(target))
+                self.fs.copy_file(self.path(source), self.path(target))
                 return
             # Rename first and make the folder only when it is missing: a nightly run replaces
             # files in folders that exist, and a folder check per file was a third of its cost.
@@ -303,7 +314,7 @@ class Location:
                 self._ensure_folder(posixpath.dirname(self.path(target)))
                 os.replace(self.path(source), self.path(target))
 
-        self._call(f"move {source} to {target} in", move)
+        self._call(f"move {source} to {target} in", promote)
 
     def delete_folder(self, relative: str) -> None:
         """Delete a folder and everything below it; nothing happens if it does not exist."""

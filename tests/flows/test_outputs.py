@@ -497,7 +497,7 @@ class TestOutputs:
         class Killed(Exception):
             pass
 
-        write, write_new, move = Location.write_bytes, Location.write_new, Location.move
+        write, write_new, move = Location.write_bytes, Location.write_new, Location.promote
 
         def failing(relative: str) -> None:
             if (
@@ -512,9 +512,9 @@ class TestOutputs:
             failing(relative)
             write(self, relative, data, **options)
 
-        def failing_write_new(self: Location, relative: str, data: bytes) -> bool:
+        def failing_write_new(self: Location, relative: str, data: bytes, **options: bool) -> bool:
             failing(relative)
-            return write_new(self, relative, data)
+            return write_new(self, relative, data, **options)
 
         def failing_move(self: Location, source: str, target: str) -> None:
             if (fail_at == "promote" and "batch-checkpoints" in target) or (
@@ -526,7 +526,7 @@ class TestOutputs:
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(Location, "write_bytes", failing_write)
             patch.setattr(Location, "write_new", failing_write_new)
-            patch.setattr(Location, "move", failing_move)
+            patch.setattr(Location, "promote", failing_move)
             with pytest.raises(Killed):
                 outputs.ledger.run(as_of=AS_OF)
 
@@ -600,7 +600,7 @@ def test_new_files_go_straight_to_their_place_but_never_over_a_file(ledger: Ledg
         raise Killed(target)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Location, "move", crash_at_the_first_move)
+        patch.setattr(Location, "promote", crash_at_the_first_move)
         with pytest.raises(Killed):
             ledger.run(as_of=AS_OF)
     assert (root / foreign).read_bytes() == b"not ours"
