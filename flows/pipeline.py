@@ -6,8 +6,9 @@ small (counts, ids, file entries), never warehouse frames. Publishing fans out: 
 shard on the flow's task runner (threads, or a Dask cluster; see `flows.runners`).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: a scheduled run receives the served flow pickled
+# by value, and Pydantic resolved its string annotations (`date | None`) against module globals
+# that the pickle does not carry, failing every run.
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager

@@ -533,6 +533,50 @@ def test_the_nightly_deployment_carries_its_schedule_parameters_and_runner(
     }
 
 
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_scheduler_makes_nightly_runs_and_a_served_flow_accepts_them(
+    tmp_path: Path,
+) -> None:
+    """What `tallyproof schedule` serves: the Prefect server's scheduler makes runs from the
+    deployment (it made none on SQLAlchemy 2.1), and the served flow, which a run receives
+    pickled by value in a process of its own, still validates its parameters (it failed to
+    while the pipeline module's annotations were strings naming its globals)."""
+    import asyncio
+    import pickle
+
+    import cloudpickle
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.server.services.scheduler import schedule_deployments
+
+    from flows.cli import nightly_deployment
+
+    served, options = nightly_deployment(
+        settings_for(tmp_path),
+        name="nightly-scheduled",
+        cron="0 2 * * *",
+        timezone="UTC",
+        include_open_period=False,
+    )
+    deployment_id = served.to_deployment(**options).apply()
+
+    async def scheduled() -> list[dict]:
+        await schedule_deployments(perpetual=None)  # one pass of the server's scheduler
+        async with get_client() as client:
+            runs = await client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])),
+                sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+                limit=10,
+            )
+        return [run.parameters for run in runs]
+
+    runs = asyncio.run(scheduled())
+    assert runs and runs[0] == options["parameters"]
+    shipped = pickle.loads(cloudpickle.dumps(served))
+    assert shipped.validate_parameters(runs[0])["include_open_period"] is False
+
+
 def test_schedule_needs_a_prefect_server(monkeypatch: pytest.MonkeyPatch) -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
     from typer.testing import CliRunner
