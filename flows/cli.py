@@ -17,6 +17,8 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -441,11 +443,14 @@ def runs(
     """The most recent runs, newest first."""
     from flows.reports import recent_runs
 
-    con = _read_warehouse(warehouse)
-    try:
+    with _reading_warehouse(warehouse) as (con, live):
         rows = recent_runs(con, limit).to_dicts()
-    finally:
-        con.close()
+    if live:
+        # Read under the shared lock, so no writer holds it: a run still `running` died holding
+        # it (the next writer records it so), and monitoring reading `--json` must not wait.
+        for row in rows:
+            if row["status"] == "running":
+                row["status"] = "crashed"
     if as_json:
         out.print_json(json.dumps([_run_as_json(r) for r in rows]))
         return
@@ -780,34 +785,44 @@ def _customer(con: Any, tenant: str, env: str, customer: str, period: str | None
     return who
 
 
-def _read_warehouse(warehouse: Path | None):  # -> DuckDBPyConnection
+@contextmanager
+def _reading_warehouse(warehouse: Path | None) -> Iterator[tuple[Any, bool]]:
+    """A read-only connection to the warehouse, and whether it is the live one: read under the
+    writer lock's shared side, so that a run waits for the read instead of failing; while a
+    run writes, the snapshot the last run left, as the API reads."""
     import duckdb
 
+    from flows.errors import ConfigError, WarehouseBusyError
+    from flows.locks import reader_lock
     from flows.snapshots import current_snapshot
     from flows.warehouse import connect
 
     settings = _settings(warehouse=warehouse)
     if not Path(settings.warehouse).exists():
-        from flows.errors import ConfigError
-
         raise ConfigError(f"no warehouse at {settings.warehouse}; run `tallyproof run` first")
-    try:
-        return connect(settings.warehouse, read_only=True)
-    except (duckdb.IOException, duckdb.ConnectionException) as err:
-        # A run holds the warehouse (another process, or this one): read the snapshot the
-        # last run left, as the API does.
-        snapshot = current_snapshot(settings)
-        if snapshot is None:
-            from flows.errors import ConfigError, WarehouseBusyError
-
-            if "lock" in str(err).lower():
-                raise WarehouseBusyError(
-                    "a run is writing the warehouse and no run has left a snapshot to read "
-                    "yet; try again when it ends"
-                ) from err
-            raise ConfigError(f"cannot open the warehouse {settings.warehouse}: {err}") from err
-        console.print(f"[yellow]a run is writing the warehouse; reading {snapshot.name}[/]")
-        return connect(snapshot, read_only=True)
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(reader_lock(settings.warehouse))
+            con = connect(settings.warehouse, read_only=True)
+            live = True
+        except (WarehouseBusyError, duckdb.IOException, duckdb.ConnectionException) as err:
+            # A run holds the warehouse (or another program has it open for writing).
+            stack.close()
+            snapshot = current_snapshot(settings)
+            if snapshot is None:
+                if isinstance(err, WarehouseBusyError) or "lock" in str(err).lower():
+                    raise WarehouseBusyError(
+                        "a run is writing the warehouse and no run has left a snapshot to read "
+                        "yet; try again when it ends"
+                    ) from err
+                raise ConfigError(f"cannot open the warehouse {settings.warehouse}: {err}") from err
+            console.print(f"[yellow]a run is writing the warehouse; reading {snapshot.name}[/]")
+            con = connect(snapshot, read_only=True)
+            live = False
+        try:
+            yield con, live
+        finally:
+            con.close()
 
 
 @app.command()
@@ -825,11 +840,8 @@ def receipt(
     """The receipt of a customer's period: latest checkpoint and every leaf."""
     from flows.receipts import build_receipt
 
-    con = _read_warehouse(warehouse)
-    try:
+    with _reading_warehouse(warehouse) as (con, live):
         document = build_receipt(con, _customer(con, tenant, env, customer, period), period)
-    finally:
-        con.close()
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     if out_file:
         out_file.write_text(text, encoding="utf-8")
@@ -856,8 +868,7 @@ def package(
     from flows.storage import open_location
 
     settings = _settings(warehouse=warehouse, output=output)
-    con = _read_warehouse(warehouse)
-    try:
+    with _reading_warehouse(warehouse) as (con, live):
         who = _customer(con, tenant, env, customer, period)
         document = build_package(
             con,
@@ -868,8 +879,6 @@ def package(
             chain_length=chain,
             key=active_signing_key(settings),
         )
-    finally:
-        con.close()
     path = store_package(open_location(settings.output), who, document)
     console.print(
         f"[green]package[/] {document['packageId']}: {len(document['entries'])} of "
@@ -893,16 +902,13 @@ def fingerprints(
     """Every checkpoint version of a customer, newest first, with its tamper check."""
     from flows.fingerprints import fingerprint_candidates
 
-    con = _read_warehouse(warehouse)
-    try:
+    with _reading_warehouse(warehouse) as (con, live):
         found = fingerprint_candidates(
             con,
             _customer(con, tenant, env, customer, period),
             period=period,
             fingerprint=fingerprint,
         )
-    finally:
-        con.close()
     out.print_json(json.dumps(found))
     if any(not c["tamperCheck"]["ok"] for c in found):
         console.print("[red]tamper check failed[/] for at least one version")

@@ -4,6 +4,10 @@
 warehouse, and names its holder (pid, host, purpose, start) for whoever waits. The kernel drops
 the lock when its process dies, so a crashed run never blocks the next one; the next holder sees
 the crashed holder's note still in the file and says so; the caller marks that run crashed.
+
+Commands that read the live warehouse share the same lock (`reader_lock`): DuckDB refuses a
+writer while another process has the file open, even read-only, so a writer waits for readers
+as it waits for another writer, instead of failing.
 """
 
 from __future__ import annotations
@@ -115,3 +119,25 @@ def _describe(holder: dict) -> str:
         f"{holder.get('purpose', 'a writer')} (pid {holder.get('pid')} on "
         f"{holder.get('host')} since {holder.get('since')})"
     )
+
+
+@contextmanager
+def reader_lock(warehouse: Path | str) -> Iterator[None]:
+    """Share the warehouse's lock with other readers while reading it; raise
+    WarehouseBusyError at once, naming the holder, when a writer holds it."""
+    fd = os.open(lock_path(warehouse), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_note(fd)
+            raise WarehouseBusyError(
+                f"the warehouse {warehouse} is in use by {_describe(holder)}",
+                details={"holder": holder},
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

@@ -22,7 +22,7 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.checkpoints import CheckpointSummary, checkpoint_customers, last_period, run_date
 from flows.config import Settings, get_settings
-from flows.errors import ConfigError, StorageError
+from flows.errors import ConfigError, StorageError, WarehouseBusyError
 from flows.ingest import IngestSummary, ingest_inbox
 from flows.keys import salt_key
 from flows.locks import writer_lock
@@ -104,7 +104,11 @@ def open_warehouse(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
             threads=settings.duckdb_threads,
             memory_limit=settings.duckdb_memory_limit,
         )
-    except duckdb.IOException as err:  # a folder, or a file that is not a DuckDB database
+    except duckdb.IOException as err:  # a folder, a file that is not a DuckDB database,
+        if "conflicting lock" in str(err).lower():  # or one another program has open
+            raise WarehouseBusyError(
+                f"the warehouse {settings.warehouse} is open in another program: {err}"
+            ) from err
         raise ConfigError(f"cannot open the warehouse {settings.warehouse}: {err}") from err
     try:
         ensure_schema(con)

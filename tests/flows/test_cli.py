@@ -40,6 +40,66 @@ def test_runs_lists_recent_runs(ledger: Ledger) -> None:
     assert first.run_id in table.output and "succeeded" in table.output
 
 
+def test_a_writer_waits_for_a_reading_command_and_runs_shows_dead_runs_crashed(
+    ledger: Ledger,
+) -> None:
+    """A command reading the live warehouse shares the writer lock: a run that starts
+    meanwhile waits for it (it failed at once, DuckDB refusing a writer while another process
+    has the file open). Reading under that lock, `runs` shows a run that died as crashed."""
+    from flows.cli import _reading_warehouse
+    from flows.errors import WarehouseBusyError
+    from flows.runs import start_run
+
+    ledger.land_csv("a.csv", csv_row("d1", occurred_at="2026-03-01T00:00:00Z"))
+    ledger.run(as_of=date(2026, 4, 2))
+    with _reading_warehouse(None) as (_, live):
+        assert live
+        with _reading_warehouse(None) as (_, also_live):  # readers share it
+            assert also_live
+        with (
+            pytest.raises(WarehouseBusyError),
+            writer_lock(ledger.settings.warehouse, purpose="test", wait_seconds=0.3),
+        ):
+            pass
+    with writer_lock(ledger.settings.warehouse, purpose="a run that dies"):
+        con = connect(ledger.settings.warehouse)
+        start_run(con, "run_dead", "nightly", date(2026, 4, 3))
+        con.close()
+        running = CliRunner().invoke(app, ["runs", "--json"])  # a snapshot: as it was then
+    assert "run_dead" not in running.stdout
+    rows = json.loads(CliRunner().invoke(app, ["runs", "--json"]).stdout)
+    assert (rows[0]["run_id"], rows[0]["status"]) == ("run_dead", "crashed")
+
+
+def test_a_warehouse_another_program_holds_is_busy_not_a_config_error(ledger: Ledger) -> None:
+    import subprocess
+    import sys
+
+    from flows.errors import WarehouseBusyError
+    from flows.pipeline import open_warehouse
+
+    ledger.run(as_of=date(2026, 4, 2))
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print(1, flush=True); input()",
+            str(ledger.settings.warehouse),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline()
+        with (
+            pytest.raises(WarehouseBusyError, match="open in another program"),
+            open_warehouse(ledger.settings),
+        ):
+            pass
+    finally:
+        holder.communicate(b"\n")
+
+
 def test_reading_commands_fall_back_to_the_snapshot_while_a_run_writes(ledger: Ledger) -> None:
     ledger.land_csv("a.csv", csv_row("d1", occurred_at="2026-03-01T00:00:00Z"))
     ledger.run(as_of=date(2026, 4, 2))
