@@ -112,10 +112,11 @@ def checkpoint_customers(
     recheck: bool = False,
     open_period: str | None = None,
 ) -> CheckpointSummary:
-    """Make the checkpoint versions that are due up to `max_period`, and, from `open_period`
-    (the run's open month) on, those of periods that have a checkpoint already: an open month
-    checkpointed on request is kept current, so that its `previous` and `openingBalance`
-    follow a change before it, in runs that do not checkpoint the open month themselves.
+    """Make the checkpoint versions that are due up to `max_period`, and of `open_period` (the
+    run's open month) when it has a checkpoint already: an open month checkpointed on request
+    is kept current, so that its `previous` and `openingBalance` follow a change before it, in
+    runs that do not checkpoint the open month themselves. Months after it are in the run's
+    future and keep their versions until a run reaches them.
 
     `customers` (tenant_id, environment, customer_id) limits the pass; by default every customer
     with a stale period is taken. Customers are taken in passes of at most `customers_per_pass`
@@ -295,14 +296,14 @@ def stale_customers(
     open_period: str | None = None,
 ) -> pl.DataFrame:
     """Of `customers` (tenant_id, environment, customer_id), those with a period up to
-    `max_period` (or a checkpointed one from `open_period` on) that needs a version, and the
+    `max_period` (or `open_period`, when it has a checkpoint) that needs a version, and the
     leaves of their grown trees (`leaves`)."""
     with staged(con, staged_customers=customers.select(CUSTOMER)):
         return query_frame(con, "select_stale_customers", _reach(max_period, open_period))
 
 
 def _reach(max_period: str, open_period: str | None) -> dict[str, str]:
-    # No open period: the bound is above every period (YYYY-MM sorts below "~").
+    # No open period: a value no period has.
     return {"max_period": max_period, "open_period": open_period or "~"}
 
 

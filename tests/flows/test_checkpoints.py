@@ -443,6 +443,45 @@ def test_an_open_period_checkpointed_on_request_follows_a_change_before_it(
     assert ledger.rows("SELECT count(*) FROM checkpoints") == [(4,)]
 
 
+def test_a_run_with_an_earlier_date_leaves_later_months_and_their_chain_alone(
+    ledger: Ledger,
+) -> None:
+    """A month after the run's open month was checkpointed by a run with a later date: it is in
+    this run's future. Re-versioning it across the open month, which late data had filled but
+    which is not checkpointed, named the month before as `previous` with an opening balance
+    that counted the open month (a chain `verify` failed)."""
+    ledger.land_csv(
+        "a.csv",
+        csv_row("d1", amount="10", occurred_at="2026-08-10T00:00:00Z"),
+        csv_row("d2", amount="5", occurred_at="2026-09-10T00:00:00Z"),
+        csv_row("d3", amount="1", occurred_at="2026-11-10T00:00:00Z"),
+    )
+    ledger.run(as_of=date(2026, 12, 2))
+    ledger.land_csv("b.csv", csv_row("d4", amount="100", occurred_at="2026-10-10T00:00:00Z"))
+    report = ledger.run(as_of=date(2026, 10, 15))
+    assert report.checkpoints.new_versions == 0
+    ledger.run(as_of=date(2026, 12, 2))
+    versions = {
+        (period, version): (fingerprint, json.loads(body))
+        for period, version, fingerprint, body in ledger.rows(
+            "SELECT period, version, fingerprint, body FROM checkpoints"
+        )
+    }
+    assert sorted(versions) == [
+        ("2026-08", 1),
+        ("2026-09", 1),
+        ("2026-10", 1),
+        ("2026-11", 1),
+        ("2026-11", 2),
+    ]
+    by_fingerprint = {f: body for f, body in versions.values()}
+    for fingerprint, body in versions.values():  # every version's chain holds
+        if "previous" in body:
+            before = by_fingerprint[body["previous"]]
+            assert body["openingBalance"] == before["closingBalance"], fingerprint
+    assert versions[("2026-11", 2)][1]["previous"] == versions[("2026-10", 1)][0]
+
+
 def test_tampering_is_caught_by_the_tamper_check_and_by_verify(ledger: Ledger, tmp_path) -> None:
     play(ledger, RUNS[:1])
     runner = CliRunner()
