@@ -113,7 +113,7 @@ class TokenVerifier:
         except jwt.PyJWTError as err:  # InvalidTokenError, and a key that does not fit the alg
             raise Unauthorized(f"invalid token: {err}") from None
         tenant = claims.get("tenant_id")
-        if not isinstance(tenant, str) or not TENANT.fullmatch(tenant) or tenant in (".", ".."):
+        if not is_tenant_id(tenant):
             raise Unauthorized("the token has no valid tenant_id claim")
         environments = claims.get("environments")
         if environments is not None:
@@ -161,6 +161,11 @@ def _public_keys(path: Path, algorithms: list[str]) -> dict[str, Any]:
                 f" {err}"
             ) from None
     return keys
+
+
+def is_tenant_id(value: object) -> bool:
+    """Whether a token can name `value` as its tenant."""
+    return isinstance(value, str) and bool(TENANT.fullmatch(value)) and value not in (".", "..")
 
 
 def mint_token(

@@ -46,8 +46,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"auto_envvar_prefix": "TALLYPROOF"},
 )
-console = Console(stderr=True)
-out = Console()
+# soft_wrap: lines are never broken at the width, which is 80 when not on a terminal: paths in
+# messages broke across lines in cron and systemd logs.
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 Inbox = Annotated[
     str | None,
@@ -880,12 +882,12 @@ def package(
             key=active_signing_key(settings),
         )
     path = store_package(open_location(settings.output), who, document)
+    written = f"{str(settings.output).rstrip('/')}/{path}"
     console.print(
         f"[green]package[/] {document['packageId']}: {len(document['entries'])} of "
-        f"{document['sample']['population']} leaves, written to "
-        f"{settings.output.rstrip('/')}/{path}"
+        f"{document['sample']['population']} leaves, written to {written}"
     )
-    out.print(path)
+    sys.stdout.write(f"{written}\n")  # what `verify` reads, a path or an s3:// URI
 
 
 @app.command()
@@ -1021,8 +1023,12 @@ def token(
     ttl: Annotated[str, typer.Option(help="lifetime: 30m, 1h, 7d")] = "1h",
 ) -> None:
     """Mint a development JWT (HS256, the configured or development secret)."""
-    from api.security import mint_token
+    from api.security import is_tenant_id, mint_token
 
+    if not is_tenant_id(tenant):  # the API would refuse the token
+        raise typer.BadParameter(
+            f"{tenant!r} is not a tenant id (1 to 64 of A-Z a-z 0-9 _ . : -)", param_hint="--tenant"
+        )
     environments = [e.strip() for e in env.split(",")] if env else None
     if environments and any(e not in ("sandbox", "production") for e in environments):
         raise typer.BadParameter("environments are sandbox and production", param_hint="--env")

@@ -115,6 +115,34 @@ def test_reading_commands_fall_back_to_the_snapshot_while_a_run_writes(ledger: L
     assert json.loads(result.stdout[result.stdout.index("{") :])["totals"]["treeSize"] == 1
 
 
+def test_package_prints_what_verify_reads_and_messages_keep_paths_whole(ledger: Ledger) -> None:
+    ledger.land_csv(
+        "a.csv", *(csv_row(f"d{i}", occurred_at="2026-03-01T00:00:00Z") for i in range(3))
+    )
+    ledger.run(as_of=date(2026, 4, 2))
+    made = CliRunner().invoke(
+        app,
+        [
+            "package",
+            "--tenant",
+            "acme",
+            "--customer",
+            "c1",
+            "--period",
+            "2026-03",
+            "--sample-size",
+            "2",
+        ],
+    )
+    assert made.exit_code == 0, made.output
+    path = made.stdout.strip()
+    assert Path(path).is_file() and len(path) > 80
+    # Not on a terminal, Rich broke lines at 80 columns, paths included.
+    assert f"written to {path}" in made.stderr
+    checked = CliRunner().invoke(app, ["verify", path])
+    assert checked.exit_code == 0, checked.output
+
+
 @pytest.mark.usefixtures("prefect_harness")
 def test_backfill_command(ledger: Ledger) -> None:
     ledger.land_csv(
@@ -366,6 +394,8 @@ def _main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args:
         (["runs", "--nosuch"], {}, 2, "USAGE: No such option: --nosuch"),
         (["runs"], {"TALLYPROOF_SALT_KEY": ""}, 1, "TALLYPROOF_SALT_KEY: must not be empty"),
         (["token", "--tenant", "a"], {"TALLYPROOF_JWT_SECRET": "short"}, 1, "at least 32 bytes"),
+        # A third review: a token the API would refuse was minted.
+        (["token", "--tenant", "bad tenant"], {}, 2, "--tenant: 'bad tenant' is not a tenant"),
         # The API's secret is checked where it is used: a pipeline command does not need it.
         (["runs", "--limit", "x"], {"TALLYPROOF_JWT_SECRET": "short"}, 2, "--limit"),
         (["runs"], {"TALLYPROOF_JWT_ALGORITHMS": "RS256,none"}, 1, "JWT_ALGORITHMS[1]: Input"),
