@@ -395,6 +395,7 @@ def ensure_checkpoint(
     from flows.runs import finish_run, new_run_id, start_run
     from flows.signing import active_signing_key
     from flows.snapshots import take_snapshot
+    from flows.summaries import refresh_customer_periods
 
     if period > f"{today:%Y-%m}":
         raise UnprocessableError(
@@ -406,15 +407,19 @@ def ensure_checkpoint(
     ):
         with open_warehouse(settings) as con:
             who_params = {k: v for k, v in customer.params().items() if k != "period"}
-            activity = query_frame(con, "api_select_customer_periods", who_params)
-            if activity.is_empty():
+            periods = query_frame(con, "select_customer_delta_periods", who_params)
+            if periods.is_empty():
                 raise customer.not_found()
-            if period not in set(activity["period"].to_list()):
+            if period not in set(periods["period"].to_list()):
                 raise UnprocessableError(
                     f"{customer.customer_id!r} has no accepted deltas in {period}",
                     details={"period": period},
                 )
-            start_run(con, run_id, "api", today)
+            start_run(con, run_id, "api", today)  # marks dead runs crashed
+            # A run that died between ingest and its summaries left deltas without them: they
+            # are summarised first, as the next nightly run would, so that the snapshot taken
+            # below never shows half a run (its deltas beside the summaries from before them).
+            summarised = refresh_customer_periods(con, run_id)
             made = checkpoint_customers(
                 con,
                 run_id=run_id,
@@ -426,11 +431,16 @@ def ensure_checkpoint(
                 con,
                 run_id,
                 "succeeded",
-                {"runId": run_id, "kind": "api", "checkpointsNew": made.new_versions},
+                {
+                    "runId": run_id,
+                    "kind": "api",
+                    "summariesWritten": summarised,
+                    "checkpointsNew": made.new_versions,
+                },
             )
             latest = latest_checkpoint(con, customer, period)
             con.execute("CHECKPOINT").fetchall()
         created = latest["run_id"] == run_id
-        if made.new_versions:
+        if summarised or made.new_versions:
             take_snapshot(settings, run_id)
     return latest, created

@@ -467,6 +467,34 @@ def test_a_dead_run_is_recovered_whoever_takes_the_lock_first(
     assert state(died)["checkpoints"] == state(whole)["checkpoints"]
 
 
+@pytest.mark.usefixtures("reproducible")
+def test_an_api_checkpoint_after_a_dead_run_snapshots_its_summaries_too(
+    tmp_path: Path, landing: Path, keys: Path
+) -> None:
+    """An API checkpoint that takes the lock after a run died between ingest and summaries
+    snapshots the warehouse for the API: it summarises the dead run's customers first, or the
+    API served its deltas beside the summaries from before them (SPEC section 7: never a mix)."""
+    from flows.checkpoints import ensure_checkpoint
+    from flows.fingerprints import Customer
+
+    whole = data_dir(tmp_path / "whole", landing, keys)
+    run_nightly(settings_for(whole), as_of=AS_OF, orchestrated=False)
+    died = data_dir(tmp_path / "died", landing, keys)
+    settings = settings_for(died)
+    ingest_and_die(settings, "run_20260101T000000Z_dead00", AS_OF)
+    con = duckdb.connect(str(died / "warehouse.duckdb"), read_only=True)
+    try:
+        tenant, environment, customer, period = con.execute(
+            "SELECT tenant_id, environment, customer_id, period FROM deltas ORDER BY ALL LIMIT 1"
+        ).fetchone()
+    finally:
+        con.close()
+    ensure_checkpoint(
+        settings, Customer(tenant, environment, customer), period, today=AS_OF, wait_seconds=0
+    )
+    assert summaries(died) == summaries(whole)
+
+
 # --- Dask --------------------------------------------------------------------------------------
 
 
