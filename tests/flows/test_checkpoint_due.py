@@ -206,11 +206,14 @@ def test_a_checkpoint_commits_to_the_summarised_leaves_when_a_run_failed_before_
     ledger: Ledger,
 ) -> None:
     """A run that failed between ingest and summaries leaves verified deltas the summaries do
-    not count yet. A checkpoint made meanwhile (through the API) commits to the leaves its summary
-    counts, a prefix of the tree, and the next run extends it with a consistency proof."""
+    not count yet. A checkpoint pass made meanwhile commits to the leaves its summary counts, a
+    prefix of the tree, and the next run extends it with a consistency proof. (The API's
+    checkpoint, which made such a pass, now summarises the failed run's customers first.)"""
+    from flows.checkpoints import checkpoint_customers
     from flows.fingerprints import fingerprint_candidates
     from flows.pipeline import open_warehouse
     from flows.runs import finish_run, new_run_id
+    from flows.signing import active_signing_key
     from transforms import merkle
 
     history(ledger)
@@ -224,14 +227,21 @@ def test_a_checkpoint_commits_to_the_summarised_leaves_when_a_run_failed_before_
         finish_run(con, run_id, "failed", {})
 
     alice = Customer("acme", "production", "alice")
-    made = checkpoint_alone(ledger, "alice", "2026-04", date(2026, 4, 12))
-    assert made["tree_size"] == 1
+    with open_warehouse(settings) as con:
+        made = checkpoint_customers(
+            con,
+            run_id=new_run_id(),
+            max_period="2026-04",
+            key=active_signing_key(settings),
+            customers=alice.frame(),
+        )
+    assert made.new_versions == 1
     con = connect(settings.warehouse, read_only=True)
     try:
         [first] = fingerprint_candidates(con, alice, period="2026-04")
     finally:
         con.close()
-    assert first["tamperCheck"]["leavesStored"] == 2
+    assert (first["body"]["treeSize"], first["tamperCheck"]["leavesStored"]) == (1, 2)
     assert first["tamperCheck"]["ok"], first["tamperCheck"]
 
     ledger.run(as_of=date(2026, 5, 2))  # summarises the failed run's customers; April closes
