@@ -26,6 +26,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -487,7 +488,13 @@ def runs(
             str(summary.get("filesPublished", "")),
             "yes" if r["published_at"] else "no",
         )
-    out.print(table)
+    # Off a terminal (a log, a pipe) the width is 80, which cut every column to an ellipsis:
+    # print the table at its own width there.
+    if out.is_terminal:
+        out.print(table)
+        return
+    width = Measurement.get(out, out.options.update_width(10_000), table).maximum
+    Console(width=width).print(table)  # `print(width=)` is capped at the console's width
 
 
 @app.command()
@@ -943,8 +950,10 @@ def verify(
         parsed = parse_json(data)
     except ValueError as err:
         hint = ""
-        if document.endswith(".csv"):  # SPEC section 6's CSV export carries no signatures
+        if "/batch-checkpoints/" in document and document.endswith(".csv"):
             hint = "; the CSV batch export has no signatures: verify the .json beside it"
+        elif document.endswith(".csv"):  # SPEC section 6's CSV exports carry no signatures
+            hint = "; CSV exports have no signatures: verify a receipt, a package or a batch .json"
         console.print(f"[red]FAIL[/] {document} is not JSON ({err}){hint}", soft_wrap=True)
         raise typer.Exit(1) from None
     try:

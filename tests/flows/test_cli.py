@@ -38,6 +38,10 @@ def test_runs_lists_recent_runs(ledger: Ledger) -> None:
         assert datetime.fromisoformat(rows[1][key]).tzinfo is not None
     table = CliRunner().invoke(app, ["runs"], env={"COLUMNS": "200"})
     assert first.run_id in table.output and "succeeded" in table.output
+    # Off a terminal (80 columns) every column used to be cut to an ellipsis.
+    logged = CliRunner().invoke(app, ["runs"], env={"COLUMNS": None})
+    assert first.run_id in logged.output and "quarantined" in logged.output
+    assert "…" not in logged.output
 
 
 def test_a_writer_waits_for_a_reading_command_and_runs_shows_dead_runs_crashed(
