@@ -815,16 +815,17 @@ def _reading_warehouse(warehouse: Path | None) -> Iterator[tuple[Any, bool]]:
             con = connect(settings.warehouse, read_only=True)
             live = True
         except (WarehouseBusyError, duckdb.IOException, duckdb.ConnectionException) as err:
+            held = isinstance(err, WarehouseBusyError) or "lock" in str(err).lower()
+            if not held:  # no run holds it: the file itself is wrong
+                raise ConfigError(f"cannot open the warehouse {settings.warehouse}: {err}") from err
             # A run holds the warehouse (or another program has it open for writing).
             stack.close()
             snapshot = current_snapshot(settings)
             if snapshot is None:
-                if isinstance(err, WarehouseBusyError) or "lock" in str(err).lower():
-                    raise WarehouseBusyError(
-                        "a run is writing the warehouse and no run has left a snapshot to read "
-                        "yet; try again when it ends"
-                    ) from err
-                raise ConfigError(f"cannot open the warehouse {settings.warehouse}: {err}") from err
+                raise WarehouseBusyError(
+                    "a run is writing the warehouse and no run has left a snapshot to read "
+                    "yet; try again when it ends"
+                ) from err
             console.print(f"[yellow]a run is writing the warehouse; reading {snapshot.name}[/]")
             con = connect(snapshot, read_only=True)
             live = False
@@ -849,7 +850,7 @@ def receipt(
     """The receipt of a customer's period: latest checkpoint and every leaf."""
     from flows.receipts import build_receipt
 
-    with _reading_warehouse(warehouse) as (con, live):
+    with _reading_warehouse(warehouse) as (con, _):
         document = build_receipt(con, _customer(con, tenant, env, customer, period), period)
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     if out_file:
@@ -877,7 +878,7 @@ def package(
     from flows.storage import open_location
 
     settings = _settings(warehouse=warehouse, output=output)
-    with _reading_warehouse(warehouse) as (con, live):
+    with _reading_warehouse(warehouse) as (con, _):
         who = _customer(con, tenant, env, customer, period)
         document = build_package(
             con,
@@ -911,7 +912,7 @@ def fingerprints(
     """Every checkpoint version of a customer, newest first, with its tamper check."""
     from flows.fingerprints import fingerprint_candidates
 
-    with _reading_warehouse(warehouse) as (con, live):
+    with _reading_warehouse(warehouse) as (con, _):
         found = fingerprint_candidates(
             con,
             _customer(con, tenant, env, customer, period),
@@ -1036,7 +1037,8 @@ def token(
 
     if not is_tenant_id(tenant):  # the API would refuse the token
         raise typer.BadParameter(
-            f"{tenant!r} is not a tenant id (1 to 64 of A-Z a-z 0-9 _ . : -)", param_hint="--tenant"
+            f"{tenant!r} is not a tenant id (1 to 64 of A-Z a-z 0-9 _ . : -, not . or ..)",
+            param_hint="--tenant",
         )
     environments = [e.strip() for e in env.split(",")] if env else None
     if environments and any(e not in ("sandbox", "production") for e in environments):

@@ -124,8 +124,17 @@ def _describe(holder: dict) -> str:
 @contextmanager
 def reader_lock(warehouse: Path | str) -> Iterator[None]:
     """Share the warehouse's lock with other readers while reading it; raise
-    WarehouseBusyError at once, naming the holder, when a writer holds it."""
-    fd = os.open(lock_path(warehouse), os.O_RDWR | os.O_CREAT, 0o644)
+    WarehouseBusyError at once, naming the holder, when a writer holds it.
+
+    Read-only, and never made here: a reader that may not write the lock file (another user,
+    a read-only mount) must still read, and a lock file a reader made would be its own, which
+    the service's writers then could not open. Without one (no writer yet) it reads unlocked.
+    """
+    try:
+        fd = os.open(lock_path(warehouse), os.O_RDONLY)
+    except OSError:
+        yield
+        return
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
