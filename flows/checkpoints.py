@@ -112,11 +112,12 @@ def checkpoint_customers(
     recheck: bool = False,
     open_period: str | None = None,
 ) -> CheckpointSummary:
-    """Make the checkpoint versions that are due up to `max_period`, and of `open_period` (the
-    run's open month) when it has a checkpoint already: an open month checkpointed on request
-    is kept current, so that its `previous` and `openingBalance` follow a change before it, in
-    runs that do not checkpoint the open month themselves. Months after it are in the run's
-    future and keep their versions until a run reaches them.
+    """Make the checkpoint versions that are due up to `max_period`, and, from `open_period`
+    (the run's open month) on, those of periods that have a checkpoint already, up to the first
+    that has none: an open month checkpointed on request (and a later one a run with a later
+    date checkpointed) is kept current, so that its `previous` and `openingBalance` follow a
+    change before it. A month after an open month that has data but no checkpoint keeps its
+    versions until a run reaches it: re-linked across that gap, its chain did not verify.
 
     `customers` (tenant_id, environment, customer_id) limits the pass; by default every customer
     with a stale period is taken. Customers are taken in passes of at most `customers_per_pass`
@@ -296,14 +297,14 @@ def stale_customers(
     open_period: str | None = None,
 ) -> pl.DataFrame:
     """Of `customers` (tenant_id, environment, customer_id), those with a period up to
-    `max_period` (or `open_period`, when it has a checkpoint) that needs a version, and the
-    leaves of their grown trees (`leaves`)."""
+    `max_period` (or a checkpointed one from `open_period` on, without a gap) that needs a
+    version, and the leaves of their grown trees (`leaves`)."""
     with staged(con, staged_customers=customers.select(CUSTOMER)):
         return query_frame(con, "select_stale_customers", _reach(max_period, open_period))
 
 
 def _reach(max_period: str, open_period: str | None) -> dict[str, str]:
-    # No open period: a value no period has.
+    # No open period: the bound is above every period (YYYY-MM sorts below "~").
     return {"max_period": max_period, "open_period": open_period or "~"}
 
 

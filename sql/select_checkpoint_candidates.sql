@@ -1,8 +1,8 @@
--- Every period up to $max_period of the staged customers (staged_customers), and
--- $open_period when it has a checkpoint already (an open month checkpointed on request: its
--- chain is kept whole; a later month, checkpointed by a run with a later date, is in the
--- future of this run and left for a later one, as re-linking it across the open month broke
--- the chain), with its summary and its latest checkpoint if any (and that version's compact range,
+-- Every period up to $max_period of the staged customers (staged_customers), and from
+-- $open_period on those with a checkpoint already, up to the first without one (an open month
+-- checkpointed on request, or a later one a run with a later date checkpointed: their chain is
+-- kept whole; re-linking a later month across an open month that has data but no checkpoint
+-- broke it, its opening balance counting a month its `previous` skipped), with its summary and its latest checkpoint if any (and that version's compact range,
 -- when it was kept): the input of a checkpointing pass. The staged customers' checkpoints are picked before the window
 -- (not through the latest_checkpoints view), so a pass reads its own customers' checkpoints,
 -- not every checkpoint ever made.
@@ -39,5 +39,12 @@ LEFT JOIN latest AS c
     USING (tenant_id, environment, customer_id, period)
 LEFT JOIN compact_ranges AS r
     ON r.fingerprint = c.fingerprint
-WHERE p.period <= $max_period OR (p.period = $open_period AND c.fingerprint IS NOT NULL)
+-- A period from $open_period on is kept current while every period from there to it has a
+-- checkpoint: then each `previous` and `openingBalance` can follow a change before it.
+QUALIFY p.period <= $max_period OR (p.period >= $open_period AND bool_and(
+    c.fingerprint IS NOT NULL OR p.period < $open_period
+) OVER (
+    PARTITION BY p.tenant_id, p.environment, p.customer_id ORDER BY p.period
+    ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+))
 ORDER BY p.tenant_id, p.environment, p.customer_id, p.period;

@@ -1,6 +1,6 @@
 -- Of the staged customers (staged_customers), those with at least one period up to
--- $max_period, or $open_period with a checkpoint already (an open month checkpointed on
--- request), whose latest checkpoint is missing or no longer matches: its tree grew, its
+-- $max_period, or from $open_period on with a checkpoint already up to the first without
+-- one (an open month checkpointed on request, or later ones), whose latest checkpoint is missing or no longer matches: its tree grew, its
 -- balances moved, or the checkpoint of the period before it has a newer version than the one
 -- it names. Only these customers are recomputed.
 WITH latest AS (
@@ -31,7 +31,15 @@ eligible AS (
     LEFT JOIN latest AS c
         ON p.tenant_id = c.tenant_id AND p.environment = c.environment
         AND p.customer_id = c.customer_id AND p.period = c.period
-    WHERE p.period <= $max_period OR (p.period = $open_period AND c.fingerprint IS NOT NULL)
+    -- From $open_period on, up to the first period without a checkpoint (see
+    -- select_checkpoint_candidates.sql). The eligible periods are a prefix of the customer's,
+    -- so `lag` over them all is `lag` over the eligible ones.
+    QUALIFY p.period <= $max_period OR (p.period >= $open_period AND bool_and(
+        c.fingerprint IS NOT NULL OR p.period < $open_period
+    ) OVER (
+        PARTITION BY p.tenant_id, p.environment, p.customer_id ORDER BY p.period
+        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+    ))
 )
 -- With the leaves a checkpoint pass hashes and holds for it (`leaves`): those of its periods
 -- whose tree grew; a period whose balances or chain alone moved keeps its root. In customer

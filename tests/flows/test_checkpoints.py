@@ -482,6 +482,35 @@ def test_a_run_with_an_earlier_date_leaves_later_months_and_their_chain_alone(
     assert versions[("2026-11", 2)][1]["previous"] == versions[("2026-10", 1)][0]
 
 
+def test_months_a_later_run_checkpointed_follow_a_change_while_the_open_month_has_one(
+    ledger: Ledger,
+) -> None:
+    """The open month checkpointed on request and the month after it checkpointed by a run with
+    a later date: a change before them re-links both, so every `previous` names the latest
+    version of the month before."""
+    ledger.land_csv(
+        "a.csv",
+        csv_row("d1", amount="10", occurred_at="2026-08-10T00:00:00Z"),
+        csv_row("d2", amount="5", occurred_at="2026-10-05T00:00:00Z"),
+    )
+    ledger.run(as_of=date(2026, 10, 15), include_open_period=True)  # August and October
+    ledger.land_csv("b.csv", csv_row("d3", amount="1", occurred_at="2026-11-10T00:00:00Z"))
+    ledger.run(as_of=date(2026, 12, 2))  # November
+    ledger.land_csv("c.csv", csv_row("d4", amount="100", occurred_at="2026-08-20T00:00:00Z"))
+    report = ledger.run(as_of=date(2026, 10, 20))
+    assert report.checkpoints.new_versions == 3
+    latest = {
+        period: (fingerprint, json.loads(body))
+        for period, fingerprint, body in ledger.rows(
+            "SELECT period, fingerprint, body FROM checkpoints "
+            "QUALIFY version = max(version) OVER (PARTITION BY period)"
+        )
+    }
+    assert latest["2026-10"][1]["previous"] == latest["2026-08"][0]
+    assert latest["2026-11"][1]["previous"] == latest["2026-10"][0]
+    assert latest["2026-11"][1]["openingBalance"] == latest["2026-10"][1]["closingBalance"]
+
+
 def test_tampering_is_caught_by_the_tamper_check_and_by_verify(ledger: Ledger, tmp_path) -> None:
     play(ledger, RUNS[:1])
     runner = CliRunner()
