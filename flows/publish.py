@@ -86,7 +86,7 @@ class Entry:
     rows: int
     sha256: str
     written: bool  # False when the published file already had these bytes
-    staged: bool = False  # written under its pending name, moved into place after the manifest
+    staged: bool = False  # written under its pending name, put in place before the manifest
 
 
 INVENTORY = {
@@ -517,7 +517,7 @@ def _waiting_path(location: Location, path: str, publication_id: str) -> str:
 def _promote(location: Location, publication_id: str, paths: list[str]) -> None:
     workers = 32 if location.is_s3 else 8
 
-    def move(chunk: list[str]) -> None:
+    def promote(chunk: list[str]) -> None:
         for path in chunk:
             location.promote(_waiting_path(location, path, publication_id), path)
 
@@ -525,7 +525,7 @@ def _promote(location: Location, publication_id: str, paths: list[str]) -> None:
     # futures at 1.8 million files.
     chunks = [paths[i : i + PROMOTE_CHUNK] for i in range(0, len(paths), PROMOTE_CHUNK)]
     with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(move, chunks))
+        list(pool.map(promote, chunks))
 
 
 def _holds_last_publication(con: duckdb.DuckDBPyConnection, latest: dict[str, Any] | None) -> bool:

@@ -314,7 +314,7 @@ class Location:
                 self._ensure_folder(posixpath.dirname(self.path(target)))
                 os.replace(self.path(source), self.path(target))
 
-        self._call(f"move {source} to {target} in", promote)
+        self._call(f"put {source} in place of {target} in", promote)
 
     def delete_folder(self, relative: str) -> None:
         """Delete a folder and everything below it; nothing happens if it does not exist."""
