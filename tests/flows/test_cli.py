@@ -124,20 +124,8 @@ def test_package_prints_what_verify_reads_and_messages_keep_paths_whole(ledger: 
         "a.csv", *(csv_row(f"d{i}", occurred_at="2026-03-01T00:00:00Z") for i in range(3))
     )
     ledger.run(as_of=date(2026, 4, 2))
-    made = CliRunner().invoke(
-        app,
-        [
-            "package",
-            "--tenant",
-            "acme",
-            "--customer",
-            "c1",
-            "--period",
-            "2026-03",
-            "--sample-size",
-            "2",
-        ],
-    )
+    args = "package --tenant acme --customer c1 --period 2026-03 --sample-size 2"
+    made = CliRunner().invoke(app, args.split())
     assert made.exit_code == 0, made.output
     path = made.stdout.strip()
     assert Path(path).is_file() and len(path) > 80
